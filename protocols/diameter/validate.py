@@ -1,0 +1,277 @@
+"""Validation of a received message against its dictionary (RFC 6733 §3, §4, §7).
+
+``Validator.check_request`` returns the command definition of a good request and otherwise raises
+the first error found as a :class:`ProtocolError` carrying exactly what the answer needs:
+
+=========================  ====================================================================
+3008 INVALID_HDR_BITS      E bit on a request; P bit on a command defined as not proxiable
+3007 APPLICATION_UNSUPP.   the Application-Id is not one this node serves
+3001 COMMAND_UNSUPPORTED   the command is unknown in its application
+5001 AVP_UNSUPPORTED       an unknown AVP with the M bit (ignored without M, §4.1)
+5014 INVALID_AVP_LENGTH    a fixed-size or Address AVP with the wrong data length
+5004 INVALID_AVP_VALUE     an undefined Enumerated value, bad UTF-8 or DiameterIdentity
+5009 AVP_OCCURS_TOO_MANY   more occurrences than the grammar's max
+5008 AVP_NOT_ALLOWED       a known AVP the (non-extensible) grammar does not allow
+5005 MISSING_AVP           a required AVP is absent, or a fixed-position AVP is out of place;
+                           Failed-AVP holds a zero-filled example of it (§7.5)
+=========================  ====================================================================
+
+Errors inside a Grouped AVP are reported with Failed-AVP holding that Grouped AVP wrapping only the
+offending member (§7.5). Unknown AVPs with the M bit inside a Grouped AVP that is itself not
+mandatory are ignored, as freeDiameter does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base_rfc6733 import ANSWER_MESSAGE
+from .dictionary import AvpDef, AvpType, CommandDef, Dictionary, Grammar
+from .errors import ProtocolError
+from .message import AVP_FLAG_MANDATORY, AVP_FLAG_VENDOR, FLAG_ERROR, FLAG_PROXIABLE, Avp, Message, encode_avp
+from .types import FIXED_SIZE
+
+__all__ = ["Validator", "example_avp", "wrap_failed", "zero_fill"]
+
+_MIN_SIZE: dict[AvpType, int] = {**FIXED_SIZE, AvpType.ADDRESS: 6}
+
+
+def example_avp(defn: AvpDef) -> Avp:
+    """A zero-filled AVP of ``defn``'s minimum size, for Failed-AVP of 5005/5014 (§7.5)."""
+    return Avp(defn.code, defn.default_flags, defn.vendor, bytes(_MIN_SIZE.get(defn.type, 0)))
+
+
+def wrap_failed(parents: tuple[Avp, ...], failed: Avp) -> Avp:
+    """Nest ``failed`` inside copies of its Grouped ancestors (outermost first), each holding only it."""
+    for parent in reversed(parents):
+        failed = Avp(parent.code, parent.flags, parent.vendor, encode_avp(failed))
+    return failed
+
+
+def zero_fill(avp: Avp, dictionary: Dictionary) -> Avp:
+    """Give a header-only Failed-AVP (from a length error) the minimum data of its type (§7.5)."""
+    defn = dictionary.avps.get((avp.code, avp.vendor))
+    if defn is None or avp.data:
+        return avp
+    return Avp(avp.code, avp.flags | (AVP_FLAG_VENDOR if avp.vendor else 0), avp.vendor, example_avp(defn).data)
+
+
+# How the value of an AVP is checked; one small int per AVP definition, computed once.
+_NONE, _FIXED, _ENUM, _UTF8, _IDENTITY, _ADDRESS, _GROUPED = range(7)
+_UNBOUNDED = 1 << 30
+
+#: A compiled grammar entry: (definition, check kind, fixed size, min, max).
+_Slot = tuple[AvpDef, int, int, int, int]
+
+
+def _kind(defn: AvpDef) -> int:
+    t = defn.type
+    if t is AvpType.GROUPED:
+        return _GROUPED
+    if t in FIXED_SIZE:
+        return _ENUM if defn.enum_values is not None else _FIXED
+    if t is AvpType.UTF8_STRING:
+        return _UTF8
+    if t in (AvpType.DIAMETER_IDENTITY, AvpType.DIAMETER_URI):
+        return _IDENTITY
+    if t is AvpType.ADDRESS:
+        return _ADDRESS
+    return _NONE
+
+
+def _slot(defn: AvpDef, lo: int = 0, hi: int | None = None) -> _Slot:
+    return (defn, _kind(defn), FIXED_SIZE.get(defn.type, 0), lo, _UNBOUNDED if hi is None else hi)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A grammar compiled for the hot path: integer keys, one dict lookup per AVP."""
+
+    table: dict[int, _Slot]
+    required: tuple[tuple[int, AvpDef, int], ...]
+    head: tuple[int, ...]
+    head_defs: tuple[AvpDef, ...]
+    extensible: bool
+
+
+def _ikey(code: int, vendor: int) -> int:
+    return code << 32 | vendor
+
+
+class Validator:
+    """Checks received messages against ``dictionary`` for a node serving ``applications``."""
+
+    __slots__ = ("_known", "_plans", "applications", "dictionary")
+
+    def __init__(self, dictionary: Dictionary, applications: frozenset[int]) -> None:
+        self.dictionary = dictionary
+        self.applications = applications
+        self._known: dict[int, _Slot] = {_ikey(*k): _slot(d) for k, d in dictionary.avps.items()}
+        self._plans: dict[int, _Plan] = {}
+
+    def _plan(self, grammar: Grammar) -> _Plan:
+        plan = self._plans.get(id(grammar))
+        if plan is None:
+            table = {_ikey(*r.avp.key): _slot(r.avp, r.min, r.max) for r in grammar.rules}
+            required = tuple((_ikey(*r.avp.key), r.avp, r.min) for r in grammar.rules if r.min > 0)
+            head_defs = tuple(r.avp for r in grammar.rules if r.fixed)
+            head = tuple(_ikey(*d.key) for d in head_defs)
+            plan = self._plans[id(grammar)] = _Plan(table, required, head, head_defs, grammar.extensible)
+        return plan
+
+    def check_request(self, msg: Message) -> CommandDef:
+        """Validate a request; return its command definition or raise the first ProtocolError."""
+        if msg.flags & FLAG_ERROR:
+            raise ProtocolError(3008, "E bit set on a request", header=msg.header)
+        if msg.application and msg.application not in self.applications:
+            raise ProtocolError(3007, f"application {msg.application} is not supported", header=msg.header)
+        command = self.dictionary.command(msg.application, msg.command)
+        if command is None:
+            raise ProtocolError(
+                3001, f"command {msg.command} is not supported in application {msg.application}",
+                header=msg.header,
+            )
+        if msg.flags & FLAG_PROXIABLE and not command.proxiable:
+            raise ProtocolError(3008, f"P bit set on {command.abbreviation[0] or command.name}", header=msg.header)
+        self.check_avps(msg.avps, command.request, msg)
+        return command
+
+    def check_answer(self, msg: Message) -> CommandDef | None:
+        """Validate an answer's AVPs against its command's answer grammar (or §7.2 for E-bit answers).
+
+        Returns None for an unknown command; the caller decides whether that matters.
+        """
+        command = self.dictionary.command(msg.application, msg.command)
+        if command is None:
+            return None
+        self.check_avps(msg.avps, ANSWER_MESSAGE if msg.flags & FLAG_ERROR else command.answer, msg)
+        return command
+
+    def check_avps(
+        self,
+        avps: list[Avp],
+        grammar: Grammar,
+        msg: Message,
+        parents: tuple[Avp, ...] = (),
+        mandatory: bool = True,
+    ) -> None:
+        """Check ``avps`` (one level) and, recursively, the members of their Grouped AVPs."""
+        plan = self._plan(grammar)
+        table = plan.table
+        known = self._known
+        head = plan.head
+        counts: dict[int, int] = {}
+        for index, avp in enumerate(avps):
+            key = avp.code << 32 | avp.vendor
+            slot = table.get(key)
+            if slot is None:
+                slot = known.get(key)
+                if slot is None:
+                    if mandatory and avp.flags & AVP_FLAG_MANDATORY:
+                        raise ProtocolError(
+                            5001, f"AVP {avp.code} (vendor {avp.vendor}) is not supported and has the M bit",
+                            failed_avp=wrap_failed(parents, avp), header=msg.header,
+                        )
+                    continue
+                if not plan.extensible:
+                    raise ProtocolError(
+                        5008, f"{slot[0].name} is not allowed here",
+                        failed_avp=wrap_failed(parents, avp), header=msg.header,
+                    )
+            if index < len(head) and head[index] != key:
+                raise _fixed_missing(plan.head_defs[index], parents, msg)
+            defn, kind, size, _, most = slot
+            if kind:
+                data = avp.data
+                if kind in (_FIXED, _ENUM):
+                    if len(data) != size:
+                        raise ProtocolError(
+                            5014, f"{defn.name} has {len(data)} data octets, {defn.type.value} needs {size}",
+                            failed_avp=wrap_failed(parents, avp), header=msg.header,
+                        )
+                    if kind == _ENUM and defn.enum_values is not None:
+                        value = int.from_bytes(data, "big", signed=True)
+                        if value not in defn.enum_values:
+                            raise ProtocolError(
+                                5004, f"{defn.name} value {value} is not defined",
+                                failed_avp=wrap_failed(parents, avp), header=msg.header,
+                            )
+                elif kind == _UTF8:
+                    if not data.isascii():
+                        try:
+                            data.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise ProtocolError(
+                                5004, f"{defn.name} is not valid UTF-8",
+                                failed_avp=wrap_failed(parents, avp), header=msg.header,
+                            ) from None
+                elif kind == _IDENTITY:
+                    if not data or not data.isascii():
+                        raise ProtocolError(
+                            5004, f"{defn.name} is not a DiameterIdentity (empty or not ASCII)",
+                            failed_avp=wrap_failed(parents, avp), header=msg.header,
+                        )
+                elif kind == _GROUPED:
+                    self._check_grouped(defn, avp, msg, parents, mandatory)
+                else:
+                    _check_address(defn, avp, msg, parents)
+            count = counts.get(key, 0) + 1
+            counts[key] = count
+            if count > most:
+                raise ProtocolError(
+                    5009, f"{defn.name} occurs more than {most} time(s)",
+                    failed_avp=wrap_failed(parents, avp), header=msg.header,
+                )
+        for key, defn, least in plan.required:
+            if counts.get(key, 0) < least:
+                if key in head:
+                    raise _fixed_missing(defn, parents, msg)
+                raise ProtocolError(
+                    5005, f"{defn.name} is missing",
+                    failed_avp=wrap_failed(parents, example_avp(defn)), header=msg.header,
+                )
+
+    def _check_grouped(
+        self, defn: AvpDef, avp: Avp, msg: Message, parents: tuple[Avp, ...], mandatory: bool
+    ) -> None:
+        try:
+            children = avp.children()
+        except ProtocolError as e:
+            bad = e.failed_avp if e.failed_avp is not None else Avp(0, 0, 0, b"")
+            raise ProtocolError(
+                5014, f"in {defn.name}: {e.message}",
+                failed_avp=wrap_failed((*parents, avp), zero_fill(bad, self.dictionary)), header=msg.header,
+            ) from None
+        self.check_avps(
+            children, defn.grammar or _ANY, msg, (*parents, avp),
+            mandatory and bool(avp.flags & AVP_FLAG_MANDATORY),
+        )
+
+
+def _fixed_missing(defn: AvpDef, parents: tuple[Avp, ...], msg: Message) -> ProtocolError:
+    return ProtocolError(
+        5005, f"{defn.name} is not in its fixed position",
+        failed_avp=wrap_failed(parents, example_avp(defn)), header=msg.header,
+    )
+
+
+_ADDRESS_SIZES = {1: 6, 2: 18}
+
+
+def _check_address(defn: AvpDef, avp: Avp, msg: Message, parents: tuple[Avp, ...]) -> None:
+    data = avp.data
+    if len(data) < 2:
+        raise ProtocolError(
+            5014, f"{defn.name} is shorter than its address family",
+            failed_avp=wrap_failed(parents, avp), header=msg.header,
+        )
+    family = int.from_bytes(data[:2], "big")
+    expected = _ADDRESS_SIZES.get(family)
+    if expected is not None and len(data) != expected:
+        raise ProtocolError(
+            5014, f"{defn.name} has {len(data) - 2} address octets for family {family}",
+            failed_avp=wrap_failed(parents, avp), header=msg.header,
+        )
+
+
+_ANY = Grammar((), extensible=True)
