@@ -85,6 +85,8 @@ class Avp:
     flags: int
     vendor: int
     data: bytes
+    #: Decoded members of a Grouped AVP, cached by ``children()`` (not part of equality).
+    members: list[Avp] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def new(cls, defn: AvpDef, value: Any, *, flags: int | None = None) -> Avp:
@@ -108,8 +110,11 @@ class Avp:
         return decode_value(defn.type, self.data)
 
     def children(self) -> list[Avp]:
-        """Members of a Grouped AVP (§4.4); a broken member raises ProtocolError 5014."""
-        return decode_avps(self.data)
+        """Members of a Grouped AVP (§4.4), decoded once; a broken member raises ProtocolError 5014."""
+        members = self.members
+        if members is None:
+            members = self.members = _decode_avps(self.data, 0, len(self.data), None)
+        return members
 
     def find(self, defn: AvpDef) -> Avp | None:
         """First member of a Grouped AVP matching ``defn``."""

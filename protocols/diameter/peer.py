@@ -47,6 +47,7 @@ from .validate import Validator
 __all__ = ["PeerConfig", "PeerConnection", "Role", "elect"]
 
 _CER, _DWR, _DPR = base.CER.code, base.DWR.code, base.DPR.code
+_BASE_COMMANDS = frozenset((_CER, _DWR, _DPR))
 _SUCCESS = base.ResultCode.DIAMETER_SUCCESS
 _RC = base.ResultCode
 
@@ -321,6 +322,10 @@ class PeerConnection:
         return [WatchdogChanged(self.watchdog.value)]
 
     def _receive(self, raw: bytes, now: float) -> list[Event]:
+        if raw[4] & FLAG_REQUEST and int.from_bytes(raw[5:8], "big") not in _BASE_COMMANDS:
+            # Application request: the one-pass decoder and validator (the hot path).
+            events = self._traffic(now) if self.state is State.OPEN else []
+            return events + self._on_request_bytes(raw, now)
         try:
             msg = decode_message(raw)
         except ProtocolError as e:
@@ -334,7 +339,7 @@ class PeerConnection:
                 return events + self._on_dwr(msg)
             if code == _DPR:
                 return events + self._on_dpr(msg)
-            return events + self._on_request(msg, now)
+            return events + self._on_request_bytes(raw, now)
         if code == _CER:
             return events + self._on_cea(msg)
         if code == _DWR:
@@ -361,13 +366,19 @@ class PeerConnection:
         self._out.append(encode_message(
             error_answer(err, self.config.capabilities.node, self.config.dictionary, request)))
 
-    def _on_request(self, msg: Message, now: float) -> list[Event]:
+    def _on_request_bytes(self, raw: bytes, now: float) -> list[Event]:
         if self._transition(Input.RCV_REQUEST) is State.CLOSED:
-            return [ConnectionClosed(f"command {msg.command} received before the capabilities exchange")]
+            command = int.from_bytes(raw[5:8], "big")
+            return [ConnectionClosed(f"command {command} received before the capabilities exchange")]
         try:
-            self._validator.check_request(msg)
+            msg, _ = self._validator.decode_request(raw)
         except ProtocolError as e:
-            self._answer_error(e, msg)
+            try:
+                request: Message | None = decode_message(raw)
+            except ProtocolError:
+                request = None  # body undecodable: answer from the header alone
+            self._out.append(encode_message(
+                error_answer(e, self.config.capabilities.node, self.config.dictionary, request)))
             return [RequestRejected(e)]
         dup = self.config.duplicates
         if dup is not None:
