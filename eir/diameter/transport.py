@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from eir.net import sctp
 from protocols.diameter import Message
@@ -98,13 +99,14 @@ class PeerLink(asyncio.Protocol):
         self._write_paused = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.peername: str = "?"
+        self.remote_address: str = ""
 
     # -------------------------------------------------------------- asyncio.Protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
         peer = transport.get_extra_info("peername")
         self.peername = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.remote_address = str(peer[0]) if isinstance(peer, tuple) else ""
         sock = transport.get_extra_info("socket")
         if sock is not None and self.kind is TransportKind.TCP:
             with contextlib.suppress(OSError):
@@ -308,7 +310,10 @@ class NodeConfig:
     peer: PeerConfig
     max_in_flight: int = 1024
     max_pending_requests: int = 1024
+    #: Origin-Host admission (RFC 6733 §5.3: refused with 3010 DIAMETER_UNKNOWN_PEER, then closed).
     allowed_peers: Callable[[PeerInfo], bool] | None = None
+    #: Source address admission, checked at the CER too so the peer learns why (3010).
+    allowed_addresses: Callable[[str], bool] | None = None
 
 
 @dataclass
@@ -332,9 +337,12 @@ class DiameterNode:
     def peer_config(self, link: PeerLink) -> PeerConfig:
         """The sans-I/O config of one connection: its admission goes through the registry."""
         allowed = self.config.allowed_peers
+        addresses = self.config.allowed_addresses
 
         def admit(info: PeerInfo) -> int | None:
-            if allowed is not None and not allowed(info):
+            if (allowed is not None and not allowed(info)) or (
+                addresses is not None and not addresses(link.remote_address)
+            ):
                 return int(base.ResultCode.DIAMETER_UNKNOWN_PEER)
             verdict = self.registry.admit(info, link)
             if verdict.drop is not None:

@@ -76,8 +76,11 @@ def zero_fill(avp: Avp, dictionary: Dictionary) -> Avp:
 _NONE, _FIXED, _ENUM, _UTF8, _IDENTITY, _ADDRESS, _GROUPED = range(7)
 _UNBOUNDED = 1 << 30
 
-#: A compiled grammar entry: (definition, check kind, fixed size, min, max, member plan if Grouped).
-_Slot = tuple[AvpDef, int, int, int, int, "_Plan | None"]
+#: A compiled grammar entry for the careful path: (definition, check kind, fixed size, min, max).
+_Slot = tuple[AvpDef, int, int, int, int]
+#: A compiled grammar entry for the fast path: (definition, check kind, fixed size, presence bit,
+#: repeat bit (set when a second occurrence needs counting), member plan if Grouped).
+_FastSlot = tuple[AvpDef, int, int, int, int, "_Plan | None"]
 
 
 def _kind(defn: AvpDef) -> int:
@@ -95,8 +98,8 @@ def _kind(defn: AvpDef) -> int:
     return _NONE
 
 
-def _slot(defn: AvpDef, lo: int = 0, hi: int | None = None, child: _Plan | None = None) -> _Slot:
-    return (defn, _kind(defn), FIXED_SIZE.get(defn.type, 0), lo, _UNBOUNDED if hi is None else hi, child)
+def _slot(defn: AvpDef, lo: int = 0, hi: int | None = None) -> _Slot:
+    return (defn, _kind(defn), FIXED_SIZE.get(defn.type, 0), lo, _UNBOUNDED if hi is None else hi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +111,8 @@ class _Plan:
     head: tuple[int, ...]
     head_defs: tuple[AvpDef, ...]
     extensible: bool
-    required_keys: frozenset[int]
-    head_list: list[int]
+    fast: dict[int, _FastSlot]
+    required_mask: int
 
 
 def _ikey(code: int, vendor: int) -> int:
@@ -130,19 +133,21 @@ class Validator:
     def _plan(self, grammar: Grammar) -> _Plan:
         plan = self._plans.get(id(grammar))
         if plan is None:
-            table = {
-                _ikey(*r.avp.key): _slot(
-                    r.avp, r.min, r.max,
-                    self._plan(r.avp.grammar or _ANY) if r.avp.type is AvpType.GROUPED else None,
-                )
-                for r in grammar.rules
-            }
+            table = {_ikey(*r.avp.key): _slot(r.avp, r.min, r.max) for r in grammar.rules}
             required = tuple((_ikey(*r.avp.key), r.avp, r.min) for r in grammar.rules if r.min > 0)
             head_defs = tuple(r.avp for r in grammar.rules if r.fixed)
             head = tuple(_ikey(*d.key) for d in head_defs)
+            fast: dict[int, _FastSlot] = {}
+            required_mask = 0
+            for i, r in enumerate(grammar.rules):
+                bit = 1 << i
+                if r.min > 0:
+                    required_mask |= bit
+                child = self._plan(r.avp.grammar or _ANY) if r.avp.type is AvpType.GROUPED else None
+                once = 0 if r.max is None else bit
+                fast[_ikey(*r.avp.key)] = (r.avp, _kind(r.avp), FIXED_SIZE.get(r.avp.type, 0), bit, once, child)
             plan = self._plans[id(grammar)] = _Plan(
-                table, required, head, head_defs, grammar.extensible,
-                frozenset(k for k, _, _ in required), list(head),
+                table, required, head, head_defs, grammar.extensible, fast, required_mask
             )
         return plan
 
@@ -201,13 +206,12 @@ class Validator:
         error in the canonical order (or nothing: valid non-ASCII UTF-8, an Address, an unknown AVP
         without the M bit). So each check is the cheapest one that cannot miss an error.
         """
-        table = plan.table
+        table = plan.fast
         avps: list[Avp] = []
-        keys: list[int] = []
         append = avps.append
-        append_key = keys.append
         unpack8 = _AVP8.unpack_from
         unpack4 = _U32.unpack_from
+        seen = 0  # one presence bit per grammar rule (see _Plan.bits)
         while pos < end:
             code, fl = unpack8(data, pos)
             length = fl & 0xFFFFFF
@@ -224,9 +228,11 @@ class Validator:
                 if length < 8:
                     raise _DOUBT
             append(avp)
-            append_key(key)
             pos = last + (-length & 3)
-            defn, kind, size, _, _, child = table[key]  # KeyError: unknown here, let the careful path judge
+            defn, kind, size, bit, once, child = table[key]  # KeyError: unknown here, let the careful path judge
+            if seen & once:
+                raise _DOUBT  # repeated: maybe legal (max > 1), let the careful path count
+            seen |= bit
             if kind:
                 adata = avp.data
                 if kind == _GROUPED:
@@ -238,11 +244,11 @@ class Validator:
                         raise _DOUBT
                 elif kind == _ADDRESS or not adata.isascii() or (kind == _IDENTITY and not adata):
                     raise _DOUBT
-        if pos != end:
+        if pos != end or seen & plan.required_mask != plan.required_mask:
             raise _DOUBT
-        seen = set(keys)
-        if len(seen) != len(keys) or not plan.required_keys <= seen or keys[: len(plan.head)] != plan.head_list:
-            raise _DOUBT  # repeated AVPs (maybe legal), something missing, or out of place
+        for i, key in enumerate(plan.head):
+            if avps[i].code << 32 | avps[i].vendor != key:  # (required, so avps has it)
+                raise _DOUBT
         return avps
 
     def _slow(self, data: bytes) -> Message:
@@ -296,7 +302,7 @@ class Validator:
                         5008, f"{slot[0].name} is not allowed here",
                         failed_avp=wrap_failed(parents, avp), header=msg.header,
                     )
-            defn, kind, size, _, most, _ = slot
+            defn, kind, size, _, most = slot
             if kind:
                 data = avp.data
                 if kind in (_FIXED, _ENUM):

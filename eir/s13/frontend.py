@@ -1,0 +1,232 @@
+"""The S13 front end: ECR in, decision, ECA out (TS 29.272 §6.2.1, §7.2.19-20, §7.3.51, §7.4.3.5).
+
+A thin adapter over :class:`eir.register.service.EquipmentChecker`: it reads IMEI, Software-Version
+and User-Name (IMSI) from the ECR, asks the register, and answers with a pre-encoded ECA. Requests
+arrive in batches (all ECRs of one read); cache hits are answered at once, misses wait for one
+batched store round trip. What it answers:
+
+===========================================  ==================================================
+register says white / grey / black           2001 + Equipment-Status 0 / 2 / 1
+unknown equipment, policy "unknown"          Experimental-Result {10415, 5422}, no Equipment-Status
+unknown equipment, policy "STATUS"           (decided by the register's Policy) 2001 + that status
+store unavailable, fail-closed               5012 DIAMETER_UNABLE_TO_COMPLY
+store unavailable, fail-open STATUS          2001 + STATUS
+Terminal-Information without IMEI and MEID   5005 MISSING_AVP, Failed-AVP {Terminal-Information{IMEI}}
+IMEI not 14-16 digits, bad Software-Version   5004 INVALID_AVP_VALUE, Failed-AVP {Terminal-Information{the AVP}}
+User-Name that is not an IMSI                5004, Failed-AVP {User-Name}
+Destination-Realm not ours                   3003 DIAMETER_REALM_NOT_SERVED (E bit)
+Destination-Host present and not us          3002 DIAMETER_UNABLE_TO_DELIVER (E bit)
+too many decisions waiting for the store     3004 DIAMETER_TOO_BUSY (E bit)
+===========================================  ==================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+from eir.diameter.transport import PeerLink
+from eir.identity import ImeiError, meid_from_bytes, parse_imei
+from eir.metrics import EirMetrics
+from eir.register.decision import CheckRequest, Decision, Outcome
+from eir.register.model import Status
+from eir.register.service import EquipmentChecker
+from protocols.diameter import Avp, Dictionary, LocalNode, Message, ProtocolError, encode_message, error_answer
+from protocols.diameter import base_rfc6733 as base
+from protocols.diameter import s13_ts29272 as s13
+from protocols.diameter.validate import example_avp, wrap_failed
+
+from .answers import EcaTemplates
+
+__all__ = ["FailPolicy", "S13Frontend", "S13Settings", "mask_imei"]
+
+log = logging.getLogger("eir.s13")
+_RC = base.ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class FailPolicy:
+    """What to answer when the register cannot be reached: ``status`` None is fail-closed (5012)."""
+
+    status: Status | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.status is None
+
+
+@dataclass(frozen=True, slots=True)
+class S13Settings:
+    """Front-end behaviour. ``realms`` empty accepts any Destination-Realm."""
+
+    realms: frozenset[str] = frozenset()
+    fail: FailPolicy = field(default_factory=FailPolicy)
+    max_pending: int = 20_000
+    log_requests: bool = False
+
+
+def mask_imei(imei: str) -> str:
+    """TAC kept, serial number hidden: logs must not carry subscriber equipment identities."""
+    return imei[:8] + "*" * max(0, len(imei) - 8)
+
+
+def _is_imsi(text: str) -> bool:
+    # TS 23.003 §2.2: MCC(3) MNC(2-3) MSIN, at most 15 digits in all.
+    return 6 <= len(text) <= 15 and text.isdigit()
+
+
+class S13Frontend:
+    """The request handler of the EIR's Diameter node for application 16777252."""
+
+    def __init__(self, checker: EquipmentChecker, node: LocalNode, dictionary: Dictionary,
+                 settings: S13Settings | None = None, metrics: EirMetrics | None = None) -> None:
+        self.checker = checker
+        self.node = node
+        self.dictionary = dictionary
+        self.settings = settings or S13Settings()
+        self.metrics = metrics or EirMetrics()
+        self.templates = EcaTemplates(node)
+        self.pending = 0
+        self._host = node.host.lower().encode()
+        self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
+
+    # ------------------------------------------------------------------ the handler
+    def __call__(self, link: PeerLink, requests: list[Message]) -> Awaitable[None] | None:
+        misses: list[tuple[Message, CheckRequest]] = []
+        m = self.metrics
+        for req in requests:
+            m.s13_requests.inc()
+            parsed = self._parse(req, link)
+            if isinstance(parsed, bytes):
+                link.answer(parsed, req)
+                continue
+            decision = self.checker.check_cached(parsed)
+            if decision is not None:
+                m.cache_hits.inc()
+                link.answer(self._answer(req, decision), req)
+                m.latency.observe(0.0)
+            else:
+                misses.append((req, parsed))
+        if not misses:
+            return None
+        m.cache_misses.inc(len(misses))
+        if self.pending + len(misses) > self.settings.max_pending:
+            for req, _ in misses:
+                m.result(_RC.DIAMETER_TOO_BUSY)
+                link.answer(self.templates.too_busy.render(req), req)
+            return None
+        self.pending += len(misses)
+        return self._resolve(link, misses)
+
+    async def _resolve(self, link: PeerLink, misses: list[tuple[Message, CheckRequest]]) -> None:
+        start = time.perf_counter()
+        try:
+            self.metrics.store_round_trips.inc()
+            decisions = await self.checker.check_many([c for _, c in misses])
+        finally:
+            self.pending -= len(misses)
+        elapsed = time.perf_counter() - start
+        up = 1
+        for (req, _), decision in zip(misses, decisions, strict=True):
+            if decision.outcome is Outcome.STORE_UNAVAILABLE:
+                up = 0
+            link.answer(self._answer(req, decision), req)
+            self.metrics.latency.observe(elapsed)
+        self.metrics.store_up.set(up)
+
+    # ------------------------------------------------------------------ ECR -> CheckRequest
+    def _parse(self, req: Message, link: PeerLink) -> CheckRequest | bytes:
+        """The register request, or the encoded error answer for a malformed or misrouted ECR."""
+        imei_avp: Avp | None = None
+        meid_avp: Avp | None = None
+        sv_avp: Avp | None = None
+        user: Avp | None = None
+        origin = ""
+        ti: Avp | None = None
+        for avp in req.avps:
+            code = avp.code
+            if code == s13.TERMINAL_INFORMATION.code and avp.vendor == s13.VENDOR_3GPP:
+                ti = avp
+                for child in avp.children():
+                    if child.vendor != s13.VENDOR_3GPP:
+                        continue
+                    if child.code == s13.IMEI.code:
+                        imei_avp = child
+                    elif child.code == s13.SOFTWARE_VERSION.code:
+                        sv_avp = child
+                    elif child.code == s13.MEID_3GPP2.code:
+                        meid_avp = child
+            elif avp.vendor:
+                continue
+            elif code == base.USER_NAME.code:
+                user = avp
+            elif code == base.ORIGIN_HOST.code:
+                origin = avp.data.decode("ascii")
+            elif code == base.DESTINATION_REALM.code:
+                if self._realms and avp.data.lower() not in self._realms:
+                    return self._error(req, _RC.DIAMETER_REALM_NOT_SERVED,
+                                       f"realm {avp.data.decode('ascii', 'replace')} is not served here")
+            elif code == base.DESTINATION_HOST.code and avp.data.lower() != self._host:
+                return self._error(req, _RC.DIAMETER_UNABLE_TO_DELIVER,
+                                   f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR")
+        assert ti is not None  # {Terminal-Information} is required: the validator checked it
+        svn: str | None = None
+        if sv_avp is not None:
+            svn = sv_avp.data.decode("utf-8", "replace")
+            if len(svn) != 2 or not svn.isdigit():
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
+                                   f"Software-Version {svn!r} is not 2 digits (TS 23.003 §6.2.2)",
+                                   wrap_failed((ti,), sv_avp))
+        imsi: str | None = None
+        if user is not None:
+            imsi = user.data.decode("utf-8", "replace")
+            if not _is_imsi(imsi):
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
+                                   f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", user)
+        if imei_avp is not None:
+            text = imei_avp.data.decode("utf-8", "replace")
+            try:
+                imei = parse_imei(text)
+            except ImeiError as e:
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}",
+                                   wrap_failed((ti,), imei_avp))
+        elif meid_avp is not None:
+            try:
+                mapped = meid_from_bytes(meid_avp.data).as_imei()
+            except ImeiError as e:
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}",
+                                   wrap_failed((ti,), meid_avp))
+            if mapped is None:
+                return self._answer(req, Decision(Outcome.UNKNOWN, None, detail="MEID not in the IMEI space"))
+            imei = mapped
+        else:
+            return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI",
+                               wrap_failed((ti,), example_avp(s13.IMEI)))
+        if self.settings.log_requests:
+            log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(imei.key), svn)
+        return CheckRequest(imei, imsi, svn, origin or None)
+
+    # ------------------------------------------------------------------ decision -> ECA bytes
+    def _answer(self, req: Message, decision: Decision) -> bytes:
+        m = self.metrics
+        status = decision.status
+        if decision.outcome is Outcome.STORE_UNAVAILABLE:
+            m.by_outcome["store-unavailable"].inc()
+            status = self.settings.fail.status
+            if status is None:
+                m.result(_RC.DIAMETER_UNABLE_TO_COMPLY)
+                return self.templates.unable_to_comply.render(req)
+        else:
+            m.by_outcome[decision.outcome.value].inc()
+        if status is None:
+            m.result(s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)
+            return self.templates.unknown.render(req)
+        m.result(_RC.DIAMETER_SUCCESS)
+        return self.templates.by_status[int(status)].render(req)
+
+    def _error(self, req: Message, code: int, text: str, failed: Avp | None = None) -> bytes:
+        self.metrics.result(code)
+        err = ProtocolError(code, text, failed_avp=failed, header=req.header)
+        return encode_message(error_answer(err, self.node, self.dictionary, req))
