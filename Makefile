@@ -2,7 +2,9 @@
 #   make demo   sets everything up and runs the main job
 #   make test   sets everything up and passes the tests
 SHELL := /bin/bash
-PYTHON ?= python3
+# Debian's CPython is built with PGO and LTO: about 25% faster on our hot paths than a plain build
+# (measured: BENCHMARKS.md). Fall back to whatever python3 is first on PATH.
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -12,6 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@bash scripts/ensure-system-deps.sh venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
@@ -40,6 +43,11 @@ test-sctp: install system-deps
 
 bench: install
 	$(PY) -m bench.codec
+
+# The README's first command: an EIR on the embedded store, seeded from the demo scenario, a 10,000-
+# subscriber attach run with every category, the verdict table, the HTML report and the pcap.
+demo: install system-deps
+	bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -5,6 +5,13 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+if [ "${1:-}" = venv ]; then
+  # Only what `python3 -m venv` needs, before the virtualenv exists.
+  if [ -x /usr/bin/python3.11 ] && ! dpkg -s python3.11-venv >/dev/null 2>&1; then
+    need+=(python3.11-venv)
+  fi
+fi
+if [ "${1:-}" != venv ]; then
 have redis-server      || need+=(redis-server)
 have redis-cli         || need+=(redis-tools)
 have freeDiameterd     || need+=(freediameterd freediameter-extensions)
@@ -15,6 +22,7 @@ have ip                || need+=(iproute2)
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 have busybox           || need+=(busybox-static)
 ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need+=(linux-image-amd64)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

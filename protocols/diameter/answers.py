@@ -87,6 +87,7 @@ def error_answer(
 
 
 _HEADER = struct.Struct(">IIIII")
+_SID = base.SESSION_ID
 _SESSION_ID = base.SESSION_ID.code
 _PROXY_INFO = base.PROXY_INFO.code
 
@@ -109,14 +110,12 @@ class AnswerTemplate:
         object.__setattr__(self, "_tail", b"".join(encode_avp(a) for a in self.avps))
 
     def render(self, request: Message) -> bytes:
-        head: bytes = b""
-        proxy: list[bytes] = []
-        for avp in request.avps:
-            if avp.code == _SESSION_ID and not avp.vendor and not head:
-                head = encode_avp(avp)
-            elif avp.code == _PROXY_INFO and not avp.vendor:
-                proxy.append(encode_avp(avp))
-        body = head + self._tail + b"".join(proxy) if proxy else head + self._tail
+        avps = request.avps
+        session = avps[0] if avps and avps[0].code == _SESSION_ID and not avps[0].vendor else request.find(_SID)
+        body = self._tail if session is None else encode_avp(session) + self._tail
+        proxies = [a for a in avps if a.code == _PROXY_INFO and not a.vendor]
+        if proxies:
+            body += b"".join(encode_avp(a) for a in proxies)
         flags = (request.flags & FLAG_PROXIABLE) | (FLAG_ERROR if self.error else 0)
         return _HEADER.pack(
             (VERSION << 24) | (HEADER_SIZE + len(body)), (flags << 24) | request.command,

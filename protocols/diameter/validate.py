@@ -122,13 +122,14 @@ def _ikey(code: int, vendor: int) -> int:
 class Validator:
     """Checks received messages against ``dictionary`` for a node serving ``applications``."""
 
-    __slots__ = ("_known", "_plans", "applications", "dictionary")
+    __slots__ = ("_headers", "_known", "_plans", "applications", "dictionary")
 
     def __init__(self, dictionary: Dictionary, applications: frozenset[int]) -> None:
         self.dictionary = dictionary
         self.applications = applications
         self._known: dict[int, _Slot] = {_ikey(*k): _slot(d) for k, d in dictionary.avps.items()}
         self._plans: dict[int, _Plan] = {}
+        self._headers: dict[int, tuple[CommandDef, _Plan]] = {}
 
     def _plan(self, grammar: Grammar) -> _Plan:
         plan = self._plans.get(id(grammar))
@@ -181,6 +182,18 @@ class Validator:
             raise FramingError(f"{len(data)} octets is shorter than the {HEADER_SIZE}-octet header")
         vl, fc, app, hbh, e2e = _HEADER.unpack_from(data)
         end = vl & 0xFFFFFF
+        known = self._headers.get(fc << 32 | app)  # flags+command+application seen valid before
+        if known is None or vl >> 24 != VERSION or end != len(data):
+            known = self._check_header(data, vl, fc, app)
+        try:
+            avps = self._fast(data, HEADER_SIZE, end, known[1])
+        except (_Doubt, KeyError, struct.error):
+            return self._slow(data), known[0]
+        return Message(fc & 0xFFFFFF, app, fc >> 24, hbh, e2e, avps), known[0]
+
+    def _check_header(self, data: bytes, vl: int, fc: int, app: int) -> tuple[CommandDef, _Plan]:
+        """The header checks of the careful path, remembered per (flags, command, application)."""
+        end = vl & 0xFFFFFF
         flags = fc >> 24
         if vl >> 24 != VERSION or end != len(data) or end & 3:
             decode_message(data)  # raises the precise framing, 5011 or 5015 error
@@ -188,16 +201,13 @@ class Validator:
             raise ValueError("decode_request() was given an answer")
         command = self.dictionary.command(app, fc & 0xFFFFFF)
         if (
-            vl >> 24 != VERSION or end != len(data) or flags & FLAG_ERROR or command is None
+            flags & FLAG_ERROR or command is None
             or (app and app not in self.applications) or (flags & FLAG_PROXIABLE and not command.proxiable)
         ):
             msg = self._slow(data)
             raise AssertionError(f"the careful path accepted {msg.command} with a bad header")  # pragma: no cover
-        try:
-            avps = self._fast(data, HEADER_SIZE, end, self._plan(command.request))
-        except (_Doubt, KeyError, struct.error):
-            return self._slow(data), command
-        return Message(fc & 0xFFFFFF, app, flags, hbh, e2e, avps), command
+        known = self._headers[fc << 32 | app] = (command, self._plan(command.request))
+        return known
 
     def _fast(self, data: bytes, pos: int, end: int, plan: _Plan) -> list[Avp]:
         """Decode one level and check it; raise _Doubt (or KeyError, struct.error) at the first doubt.
@@ -218,12 +228,14 @@ class Validator:
             last = pos + length
             if fl & 0x80000000:
                 vendor = unpack4(data, pos + 8)[0]
-                avp = Avp(code, fl >> 24, vendor, data[pos + 12 : last])
+                adata = data[pos + 12 : last]
+                avp = Avp(code, fl >> 24, vendor, adata)
                 key = code << 32 | vendor
                 if length < 12:
                     raise _DOUBT
             else:
-                avp = Avp(code, fl >> 24, 0, data[pos + 8 : last])
+                adata = data[pos + 8 : last]
+                avp = Avp(code, fl >> 24, 0, adata)
                 key = code << 32
                 if length < 8:
                     raise _DOUBT
@@ -233,17 +245,15 @@ class Validator:
             if seen & once:
                 raise _DOUBT  # repeated: maybe legal (max > 1), let the careful path count
             seen |= bit
-            if kind:
-                adata = avp.data
+            if kind >= _UTF8:  # the common case: text AVPs
                 if kind == _GROUPED:
                     avp.members = self._fast(adata, 0, len(adata), child)  # type: ignore[arg-type]
-                elif kind <= _ENUM:
-                    if len(adata) != size or (
-                        kind == _ENUM and int.from_bytes(adata, "big", signed=True) not in defn.enum_values  # type: ignore[operator]
-                    ):
-                        raise _DOUBT
                 elif kind == _ADDRESS or not adata.isascii() or (kind == _IDENTITY and not adata):
                     raise _DOUBT
+            elif kind and (len(adata) != size or (
+                kind == _ENUM and int.from_bytes(adata, "big", signed=True) not in defn.enum_values  # type: ignore[operator]
+            )):
+                raise _DOUBT
         if pos != end or seen & plan.required_mask != plan.required_mask:
             raise _DOUBT
         for i, key in enumerate(plan.head):
