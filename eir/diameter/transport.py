@@ -97,6 +97,7 @@ class PeerLink(asyncio.Protocol):
         self._timer_at = float("inf")
         self._read_paused = False
         self._write_paused = False
+        self._flush_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.peername: str = "?"
         self.remote_address: str = ""
@@ -150,7 +151,7 @@ class PeerLink(asyncio.Protocol):
             hbh = self.conn.send_request(msg, self._loop.time(), timeout)
             fut: asyncio.Future[Message] = self._loop.create_future()
             self._waiters[hbh] = fut
-            self._flush()
+            self._flush_soon()
             return await fut
 
     def send_request_nowait(self, msg: Message, timeout: float | None = None) -> asyncio.Future[Message]:
@@ -158,14 +159,14 @@ class PeerLink(asyncio.Protocol):
         hbh = self.conn.send_request(msg, self._loop.time(), timeout)
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._waiters[hbh] = fut
-        self._flush()
+        self._flush_soon()
         return fut
 
     def answer(self, answer: Message | bytes, request: Message) -> None:
         """Send the answer to ``request`` (no-op once the connection is closed)."""
         if self.conn.state in (State.OPEN, State.CLOSING):
             self.conn.send_answer(answer, request)
-            self._flush()
+            self._flush_soon()
             if self._read_paused:
                 self._update_reading()
 
@@ -183,7 +184,14 @@ class PeerLink(asyncio.Protocol):
             self.transport.close()
 
     # -------------------------------------------------------------- internals
+    def _flush_soon(self) -> None:
+        """Coalesce: everything queued in this loop iteration goes out in one write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_pending = False
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
@@ -95,27 +96,32 @@ class S13Frontend:
     # ------------------------------------------------------------------ the handler
     def __call__(self, link: PeerLink, requests: list[Message]) -> Awaitable[None] | None:
         misses: list[tuple[Message, CheckRequest]] = []
-        m = self.metrics
+        outcomes: Tally[str] = Tally()
+        results: Tally[int] = Tally()
+        hits = 0
+        check_cached = self.checker.check_cached
         for req in requests:
-            m.s13_requests.inc()
-            parsed = self._parse(req, link)
+            parsed = self._parse(req, link, results)
             if isinstance(parsed, bytes):
                 link.answer(parsed, req)
                 continue
-            decision = self.checker.check_cached(parsed)
+            decision = check_cached(parsed)
             if decision is not None:
-                m.cache_hits.inc()
-                link.answer(self._answer(req, decision), req)
-                m.latency.observe(0.0)
+                hits += 1
+                link.answer(self._answer(req, decision, outcomes, results), req)
             else:
                 misses.append((req, parsed))
-        if not misses:
-            return None
-        m.cache_misses.inc(len(misses))
-        if self.pending + len(misses) > self.settings.max_pending:
+        m = self.metrics
+        m.s13_requests.inc(len(requests))
+        m.cache(hits, len(misses))
+        m.latency.observe_n(0.0, hits)
+        if misses and self.pending + len(misses) > self.settings.max_pending:
+            results[_RC.DIAMETER_TOO_BUSY] += len(misses)
             for req, _ in misses:
-                m.result(_RC.DIAMETER_TOO_BUSY)
                 link.answer(self.templates.too_busy.render(req), req)
+            misses = []
+        m.add_batch(outcomes, results)
+        if not misses:
             return None
         self.pending += len(misses)
         return self._resolve(link, misses)
@@ -127,17 +133,19 @@ class S13Frontend:
             decisions = await self.checker.check_many([c for _, c in misses])
         finally:
             self.pending -= len(misses)
-        elapsed = time.perf_counter() - start
+        outcomes: Tally[str] = Tally()
+        results: Tally[int] = Tally()
         up = 1
         for (req, _), decision in zip(misses, decisions, strict=True):
             if decision.outcome is Outcome.STORE_UNAVAILABLE:
                 up = 0
-            link.answer(self._answer(req, decision), req)
-            self.metrics.latency.observe(elapsed)
+            link.answer(self._answer(req, decision, outcomes, results), req)
+        self.metrics.latency.observe_n(time.perf_counter() - start, len(misses))
+        self.metrics.add_batch(outcomes, results)
         self.metrics.store_up.set(up)
 
     # ------------------------------------------------------------------ ECR -> CheckRequest
-    def _parse(self, req: Message, link: PeerLink) -> CheckRequest | bytes:
+    def _parse(self, req: Message, link: PeerLink, results: Tally[int]) -> CheckRequest | bytes:
         """The register request, or the encoded error answer for a malformed or misrouted ECR."""
         imei_avp: Avp | None = None
         meid_avp: Avp | None = None
@@ -167,66 +175,64 @@ class S13Frontend:
             elif code == base.DESTINATION_REALM.code:
                 if self._realms and avp.data.lower() not in self._realms:
                     return self._error(req, _RC.DIAMETER_REALM_NOT_SERVED,
-                                       f"realm {avp.data.decode('ascii', 'replace')} is not served here")
+                                       f"realm {avp.data.decode('ascii', 'replace')} is not served here", results)
             elif code == base.DESTINATION_HOST.code and avp.data.lower() != self._host:
                 return self._error(req, _RC.DIAMETER_UNABLE_TO_DELIVER,
-                                   f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR")
+                                   f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR", results)
         assert ti is not None  # {Terminal-Information} is required: the validator checked it
         svn: str | None = None
         if sv_avp is not None:
             svn = sv_avp.data.decode("utf-8", "replace")
             if len(svn) != 2 or not svn.isdigit():
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
-                                   f"Software-Version {svn!r} is not 2 digits (TS 23.003 §6.2.2)",
+                                   f"Software-Version {svn!r} is not 2 digits (TS 23.003 §6.2.2)", results,
                                    wrap_failed((ti,), sv_avp))
         imsi: str | None = None
         if user is not None:
             imsi = user.data.decode("utf-8", "replace")
             if not _is_imsi(imsi):
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
-                                   f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", user)
+                                   f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", results, user)
         if imei_avp is not None:
             text = imei_avp.data.decode("utf-8", "replace")
             try:
                 imei = parse_imei(text)
             except ImeiError as e:
-                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}",
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}", results,
                                    wrap_failed((ti,), imei_avp))
         elif meid_avp is not None:
             try:
                 mapped = meid_from_bytes(meid_avp.data).as_imei()
             except ImeiError as e:
-                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}",
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}", results,
                                    wrap_failed((ti,), meid_avp))
             if mapped is None:
-                return self._answer(req, Decision(Outcome.UNKNOWN, None, detail="MEID not in the IMEI space"))
+                return self._answer(req, Decision(Outcome.UNKNOWN, None, detail="MEID not in the IMEI space"),
+                                    Tally(), results)
             imei = mapped
         else:
-            return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI",
+            return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI", results,
                                wrap_failed((ti,), example_avp(s13.IMEI)))
         if self.settings.log_requests:
             log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(imei.key), svn)
         return CheckRequest(imei, imsi, svn, origin or None)
 
     # ------------------------------------------------------------------ decision -> ECA bytes
-    def _answer(self, req: Message, decision: Decision) -> bytes:
-        m = self.metrics
+    def _answer(self, req: Message, decision: Decision, outcomes: Tally[str], results: Tally[int]) -> bytes:
         status = decision.status
+        outcomes[decision.outcome.value] += 1
         if decision.outcome is Outcome.STORE_UNAVAILABLE:
-            m.by_outcome["store-unavailable"].inc()
             status = self.settings.fail.status
             if status is None:
-                m.result(_RC.DIAMETER_UNABLE_TO_COMPLY)
+                results[_RC.DIAMETER_UNABLE_TO_COMPLY] += 1
                 return self.templates.unable_to_comply.render(req)
-        else:
-            m.by_outcome[decision.outcome.value].inc()
         if status is None:
-            m.result(s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)
+            results[s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN] += 1
             return self.templates.unknown.render(req)
-        m.result(_RC.DIAMETER_SUCCESS)
+        results[_RC.DIAMETER_SUCCESS] += 1
         return self.templates.by_status[int(status)].render(req)
 
-    def _error(self, req: Message, code: int, text: str, failed: Avp | None = None) -> bytes:
-        self.metrics.result(code)
+    def _error(self, req: Message, code: int, text: str, results: Tally[int], failed: Avp | None = None) -> bytes:
+        results[code] += 1
         err = ProtocolError(code, text, failed_avp=failed, header=req.header)
         return encode_message(error_answer(err, self.node, self.dictionary, req))

@@ -18,6 +18,10 @@ __all__ = ["TRANSITIONS", "WATCHDOG", "Input", "State", "Watchdog", "WatchdogInp
 
 
 class State(enum.Enum):
+    # Members are singletons: identity hashing (C) instead of Enum's Python-level __hash__ keeps
+    # the per-message table lookups cheap.
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # initiator, transport up, CER not sent yet
     WAIT_CER = "wait-cer"  # responder waiting for the peer's CER (§5.6.1)
     WAIT_CEA = "wait-cea"  # initiator sent CER (Wait-I-CEA)
@@ -27,6 +31,8 @@ class State(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__
+
     START = "start"  # local: send our CER
     RCV_CER_OK = "rcv-cer-ok"
     RCV_CER_REJECTED = "rcv-cer-rejected"  # 5010, 3010, 4003...
@@ -121,12 +127,16 @@ TRANSITIONS[(S.CLOSING, In.RCV_GARBAGE)] = S.CLOSED
 class Watchdog(enum.Enum):
     """RFC 3539 §3.4 states of an open connection (REOPEN is the transport's reconnect logic)."""
 
+    __hash__ = object.__hash__
+
     OKAY = "okay"
     SUSPECT = "suspect"
     DOWN = "down"
 
 
 class WatchdogInput(enum.Enum):
+    __hash__ = object.__hash__
+
     TRAFFIC = "traffic"  # any message received (§3.4.1: resets the timer)
     TW_EXPIRED_IDLE = "tw-expired-idle"  # Tw passed with no DWR outstanding: send one
     TW_EXPIRED_PENDING = "tw-expired-pending"  # Tw passed and our DWR is still unanswered
