@@ -62,8 +62,8 @@ def parse_endpoint(text: str, key: str, default_port: int = 3868) -> tuple[str, 
 
 
 def _port(text: str, key: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigError(key, f"port {text!r} is not a number from 1 to 65535")
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise ConfigError(key, f"port {text!r} is not a number from 0 (any free port) to 65535")
     return int(text)
 
 
