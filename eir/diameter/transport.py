@@ -264,7 +264,11 @@ class PeerLink(asyncio.Protocol):
             handler = self.node.handler
             if handler is None:
                 return
-            result = handler(self, batch)
+            try:
+                result = handler(self, batch)
+            except Exception:  # a handler bug must not kill the connection and the answers queued before it
+                log.exception("request handler failed")
+                return
             if result is not None:
                 task = self._loop.create_task(_run(result))
                 self._tasks.add(task)

@@ -125,6 +125,8 @@ class PeerConnection:
     _tw: float = field(init=False)
     _dwr_pending: bool = field(init=False, default=False)
     _closing_reason: str = field(init=False, default="")
+    #: (Origin-Host, End-to-End) of requests given to the app and not answered yet (duplicate cache keys).
+    _unanswered: set[tuple[bytes, int]] = field(init=False, default_factory=set)
     incoming_pending: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -167,7 +169,13 @@ class PeerConnection:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` has something to do, or None."""
-        deadlines = [d for d in (self._deadline, self._timeouts[0][0] if self._timeouts else None) if d is not None]
+        timeouts, pending = self._timeouts, self._pending
+        while timeouts:  # drop requests answered already: their deadlines are not times anything happens
+            p = pending.get(timeouts[0][1])
+            if p is not None and p.deadline == timeouts[0][0]:
+                break
+            heapq.heappop(timeouts)
+        deadlines = [d for d in (self._deadline, timeouts[0][0] if timeouts else None) if d is not None]
         if self.state is State.OPEN:
             deadlines.append(self._last_rx + self._tw)
         return min(deadlines) if deadlines else None
@@ -207,6 +215,7 @@ class PeerConnection:
             host = request.find(base.ORIGIN_HOST)
             if host is not None:
                 dup.answered(host.data, request.end_to_end, data)
+                self._unanswered.discard((host.data, request.end_to_end))
 
     def disconnect(self, now: float, cause: int = base.DisconnectCause.REBOOTING) -> list[Event]:
         """Send DPR (§5.4) when open; otherwise just close. Returns the events this causes."""
@@ -217,7 +226,7 @@ class PeerConnection:
             self._out.append(encode_message(dpr))
             self._deadline = now + self.config.disconnect_timeout
             return []
-        if self.state is State.CLOSING:
+        if self.state in (State.CLOSING, State.CLOSED):
             return []
         return self._close(Input.DISCONNECT, "closed locally")
 
@@ -275,6 +284,13 @@ class PeerConnection:
         except KeyError:
             raise StateError(f"{inp.value} is not allowed in state {self.state.value}") from None
         self.state = nxt
+        if nxt is State.CLOSED:
+            self._deadline = None  # no CER/CEA/DPA wait outlives the connection
+            if self._unanswered and self.config.duplicates is not None:
+                # Never answered here: a retransmission on another connection must reach the app.
+                for host, e2e in self._unanswered:
+                    self.config.duplicates.forget(host, e2e)
+                self._unanswered.clear()
         return nxt
 
     def _close(self, inp: Input, reason: str) -> list[Event]:
@@ -343,7 +359,8 @@ class PeerConnection:
         if code == _CER:
             return events + self._on_cea(msg)
         if code == _DWR:
-            self._transition(Input.RCV_DWA)
+            if self._transition(Input.RCV_DWA) is State.CLOSED:
+                return [*events, ConnectionClosed("DWA received before the capabilities exchange")]
             self._dwr_pending = False
             return events
         if code == _DPR:
@@ -389,6 +406,7 @@ class PeerConnection:
                     if stored:
                         self._out.append(stored[:12] + msg.hop_by_hop.to_bytes(4, "big") + stored[16:])
                     return [DuplicateRequest(msg, bool(stored))]
+                self._unanswered.add((host.data, msg.end_to_end))
         self.incoming_pending += 1
         return [RequestReceived(msg)]
 
