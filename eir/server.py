@@ -2,7 +2,7 @@
 
 config -> store -> decision service -> S13 front end -> Diameter node -> listeners (+ admin API).
 One process per worker; several workers share each listening port with SO_REUSEPORT. SIGTERM or
-SIGINT shuts down gracefully: stop accepting, DPR to every peer, drain answers in flight, exit.
+SIGINT shuts down gracefully: stop accepting, drain answers in flight, DPR to every peer, exit.
 SIGHUP reloads the rule lists (ranges, TACs, SVN rules) from the store at once (they also follow
 the store's change feed by themselves).
 """
@@ -122,13 +122,17 @@ class EirServer:
         return out
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
-        """Graceful: DPR to every peer, wait for DPAs and answers in flight, then close the store."""
+        """Graceful: stop accepting, send the answers in flight, DPR to every peer, wait for the DPAs, then
+        close the store. Answers go before the DPR: a peer closes the connection once it has answered our
+        DPR, so an answer still waiting for the store would be lost."""
         if self.node is not None:
-            await self.node.close(base.DisconnectCause.REBOOTING, drain_timeout)
+            self.node.stop_listening()
         if self.frontend is not None:
             deadline = time.monotonic() + drain_timeout
             while self.frontend.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
+        if self.node is not None:
+            await self.node.close(base.DisconnectCause.REBOOTING, drain_timeout)
         self._admin_stop.set()
         if self._admin_task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):

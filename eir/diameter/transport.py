@@ -400,10 +400,14 @@ class DiameterNode:
         await asyncio.wait_for(asyncio.shield(link.opened), timeout)
         return link
 
-    async def close(self, cause: int = base.DisconnectCause.REBOOTING, timeout: float = 5.0) -> None:
-        """Graceful shutdown: stop accepting, DPR to every open peer, wait for DPAs, close the rest."""
+    def stop_listening(self) -> None:
+        """Stop accepting connections; the open ones are left as they are."""
         for server in self._servers:
             server.close()
+
+    async def close(self, cause: int = base.DisconnectCause.REBOOTING, timeout: float = 5.0) -> None:
+        """Graceful shutdown: stop accepting, DPR to every open peer, wait for DPAs, close the rest."""
+        self.stop_listening()
         links = list(self._links)
         await asyncio.gather(*(link.disconnect(cause, timeout) for link in links), return_exceptions=True)
         for server in self._servers:

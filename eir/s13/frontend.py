@@ -37,7 +37,7 @@ from eir.register.service import EquipmentChecker
 from protocols.diameter import Avp, Dictionary, LocalNode, Message, ProtocolError, encode_message, error_answer
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
-from protocols.diameter.validate import example_avp, wrap_failed
+from protocols.diameter.validate import wrap_failed
 
 from .answers import EcaTemplates
 
@@ -45,6 +45,9 @@ __all__ = ["FailPolicy", "S13Frontend", "S13Settings", "mask_imei"]
 
 log = logging.getLogger("eir.s13")
 _RC = base.ResultCode
+#: Failed-AVP of 5005 (RFC 6733 §7.5): zero-filled, of the minimum length of an IMEI (14 digits, TS 29.272
+#: §7.3.4), not the empty UTF8String of the bare type, which Wireshark flags ("Data is empty", a warning).
+_MISSING_IMEI = Avp(s13.IMEI.code, s13.IMEI.default_flags, s13.VENDOR_3GPP, bytes(14))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +215,7 @@ class S13Frontend:
             imei = mapped
         else:
             return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI", results,
-                               wrap_failed((ti,), example_avp(s13.IMEI)))
+                               wrap_failed((ti,), _MISSING_IMEI))
         if self.settings.log_requests:
             log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(imei.key), svn)
         return CheckRequest(imei, imsi, svn, origin or None)

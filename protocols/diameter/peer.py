@@ -448,7 +448,8 @@ class PeerConnection:
             avps.append(Avp.new(base.ERROR_MESSAGE, message[:200]))
         if failed is not None:
             avps.append(Avp.new(base.FAILED_AVP, [failed]))
-        self._out.append(encode_message(make_answer(cer, avps)))
+        # §7.1.3: protocol errors (3xxx, e.g. 3010 DIAMETER_UNKNOWN_PEER) are sent with the E bit.
+        self._out.append(encode_message(make_answer(cer, avps, error=3000 <= result < 4000)))
 
     def _on_cer(self, msg: Message) -> list[Event]:
         if self.state is not State.WAIT_CER:
