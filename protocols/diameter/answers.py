@@ -76,8 +76,11 @@ def error_answer(
         for rule in command.answer.rules:
             if rule.min and rule.avp is base.AUTH_SESSION_STATE:
                 state = request.find(base.AUTH_SESSION_STATE)
-                if state is not None:
-                    avps.append(state)
+                valid = state is not None and len(state.data) == 4 and int.from_bytes(state.data, "big") in (
+                    base.AUTH_SESSION_STATE.enum_values or {})
+                # Copy the request's value, unless it is the malformed AVP this error is about.
+                avps.append(state if valid and state is not None else Avp.new(
+                    base.AUTH_SESSION_STATE, base.AuthSessionState.NO_STATE_MAINTAINED))
     avps.extend(node.origin_avps)
     avps.append(Avp.new(base.RESULT_CODE, err.result_code))
     avps.append(Avp.new(base.ERROR_MESSAGE, err.message[:200]))

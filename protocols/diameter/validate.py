@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .base_rfc6733 import ANSWER_MESSAGE
+from .base_rfc6733 import ANSWER_MESSAGE, FAILED_AVP
 from .dictionary import AvpDef, AvpType, CommandDef, Dictionary, Grammar
 from .errors import FramingError, ProtocolError
 from .message import (
@@ -374,6 +374,8 @@ class Validator:
                 5014, f"in {defn.name}: {e.message}",
                 failed_avp=wrap_failed((*parents, avp), zero_fill(bad, self.dictionary)), header=msg.header,
             ) from None
+        if defn is FAILED_AVP:
+            return  # §7.5: it holds the offending AVPs as received (unknown, malformed): never judge them
         self.check_avps(
             children, defn.grammar or _ANY, msg, (*parents, avp),
             mandatory and bool(avp.flags & AVP_FLAG_MANDATORY),
