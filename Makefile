@@ -51,3 +51,9 @@ demo: install system-deps
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Register benchmarks (issue 4); ROWS defaults to 10M as in BENCHMARKS.md. Not part of make test.
+ROWS ?= 10000000
+bench-register: install
+	$(PY) -m bench.register_import --rows $(ROWS)
+	$(PY) -m bench.register_decisions --rows $(ROWS) --ranges 10000

@@ -20,11 +20,15 @@ from pathlib import Path
 __all__ = ["RedisCluster", "RedisServer", "free_port", "start_redis", "start_redis_cluster", "stop_pid"]
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(below: int = 65536) -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (and is below ``below``)."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < below:
+            return port
+    raise RuntimeError(f"no free port below {below}")
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -64,9 +68,14 @@ class RedisServer:
         return self.proc.pid
 
     def stop(self) -> None:
+        """SIGTERM by pid, reap it (an unreaped child still answers kill(pid, 0)), SIGKILL if it lingers."""
         if self.proc.poll() is None:
-            stop_pid(self.proc.pid)
-            self.proc.wait(timeout=10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
 
     def restart(self) -> None:
         """Start again on the same port and socket (data is not persisted)."""
@@ -136,7 +145,7 @@ def start_redis_cluster(workdir: Path, size: int = 3) -> Iterator[RedisCluster]:
         for i in range(size):
             d = workdir / f"node{i}"
             d.mkdir(parents=True, exist_ok=True)
-            port = free_port()
+            port = free_port(below=55536)  # the cluster bus listens on port + 10000
             proc = _spawn_redis(
                 port, d / "redis.sock", d,
                 "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
@@ -148,7 +157,8 @@ def start_redis_cluster(workdir: Path, size: int = 3) -> Iterator[RedisCluster]:
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
         )
-        _wait_cluster_ok(nodes[0].port)
+        for n in nodes:  # every node must agree, or the first command may see "cluster is down"
+            _wait_cluster_ok(n.port)
         yield RedisCluster(nodes)
     finally:
         for n in nodes:

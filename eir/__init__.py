@@ -1,0 +1,3 @@
+"""eirlab: an Equipment Identity Register network function and testbed."""
+
+__all__: list[str] = []

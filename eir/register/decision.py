@@ -1,0 +1,60 @@
+"""Requests to and decisions of the equipment register (protocol-independent; TS 29.272 §6.2.1.1,
+TS 29.002 CHECK_IMEI and TS 29.511 N5g-eir all map onto these).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from eir.identity import Imei
+from eir.register.model import Entry, Granularity, Reason, Status
+
+__all__ = ["CheckRequest", "Decision", "Outcome"]
+
+
+class Outcome(enum.StrEnum):
+    """What happened, for answers and counters (modelled on the WHITE/GRAY/BLACK/BLKAL/UNKN counters)."""
+
+    WHITE = "white"
+    GREY = "grey"
+    BLACK = "black"
+    BLACK_ALLOWED_BY_PAIRING = "black-allowed-by-pairing"
+    UNKNOWN = "unknown"
+    STORE_UNAVAILABLE = "store-unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """One IMEI check: the equipment, the subscriber's IMSI if sent, the SVN if sent, who asked."""
+
+    imei: Imei
+    imsi: str | None = None
+    svn: str | None = None
+    requester: str | None = None
+
+    @property
+    def software_version(self) -> str | None:
+        """The SVN from the request, else from an IMEISV."""
+        return self.svn if self.svn is not None else self.imei.svn
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The register's answer.
+
+    ``status`` is the Equipment-Status to send (None = unknown equipment, e.g. answer 5422);
+    ``entry`` is the entry that decided (None for the default or on failure); ``matched`` says at
+    which precedence level; ``reason`` is the deciding entry's reason; ``detail`` explains in words.
+    """
+
+    outcome: Outcome
+    status: Status | None
+    entry: Entry | None = None
+    matched: Granularity | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.outcome is not Outcome.STORE_UNAVAILABLE

@@ -1,0 +1,235 @@
+"""The decision service every front end calls (S13 now, MAP and N5g-eir later).
+
+``EquipmentChecker.check_many`` answers a batch with at most one store round trip (one ``lookup`` for
+all cache misses); cache hits need no store access at all, and :meth:`EquipmentChecker.check_cached`
+answers a hit synchronously so a front end can reply at once and batch only the misses.
+
+Rules (ranges, TACs, SVN rules) are held in process memory (:class:`RuleIndex`) and reloaded, and
+cached IMEI entries invalidated, from the store's change feed (``Store.watch``); a change by any writer
+reaches every running checker within a second. If the feed is interrupted the cache is dropped and not
+used until the feed resyncs. If the store cannot be reached a decision with outcome
+``STORE_UNAVAILABLE`` is returned (never an exception) so the front end applies its fail policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from eir.register.audit import AuditRecord
+from eir.register.cache import EntryCache
+from eir.register.decision import CheckRequest, Decision, Outcome
+from eir.register.model import Entry
+from eir.register.policy import Policy, decide, unavailable
+from eir.register.rules import RuleIndex
+from eir.register.store import Change, Store, StoreUnavailable
+
+__all__ = ["CheckRequest", "Decision", "EquipmentChecker", "Outcome", "Policy"]
+
+log = logging.getLogger(__name__)
+AUDIT_BUFFER_MAX = 100_000
+START_SYNC_SECONDS = 2.0
+STOP_SECONDS = 2.0
+
+
+class EquipmentChecker:
+    """Decides IMEI checks against a store. Use ``async with EquipmentChecker(store) as checker``."""
+
+    def __init__(self, store: Store, policy: Policy | None = None, *, cache_size: int = 100_000,
+                 audit: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        self.cache = EntryCache(cache_size)
+        self.audit = audit
+        self.clock = clock
+        self._rule_entries: list[Entry] | None = None
+        self._rules: RuleIndex | None = None
+        self._synced = False
+        self._watch_task: asyncio.Task[None] | None = None
+        self._audit_task: asyncio.Task[None] | None = None
+        self._audit_buf: list[AuditRecord] = []
+        self._first_sync = asyncio.Event()
+        self._stopping = False
+        self.audit_dropped = 0
+        self.changes_seen = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the rules (if the store answers) and start following the change feed."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._reload_rules()
+        self._watch_task = asyncio.create_task(self._follow(), name="register-watch")
+        with contextlib.suppress(TimeoutError):  # the feed's first resync turns the cache on
+            await asyncio.wait_for(self._first_sync.wait(), START_SYNC_SECONDS)
+        if self.audit:
+            self._audit_task = asyncio.create_task(self._audit_loop(), name="register-audit")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watch_task is not None:  # it ends at the next heartbeat of the feed (< 1 s)
+            await asyncio.wait([self._watch_task], timeout=STOP_SECONDS)
+        tasks = [t for t in (self._watch_task, self._audit_task) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            # bounded: redis-py can leave a cancelled blocking read waiting on a dead connection
+            _done, pending = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+            if pending:
+                log.warning("register tasks did not stop within %.1f s: %s", STOP_SECONDS, pending)
+        self._watch_task = self._audit_task = None
+        if self._audit_buf:
+            with contextlib.suppress(StoreUnavailable):
+                await self.flush_audit()
+
+    async def __aenter__(self) -> EquipmentChecker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def synced(self) -> bool:
+        """True while the change feed is followed (the cache is then trusted)."""
+        return self._synced
+
+    async def _reload_rules(self) -> None:
+        entries = await self.store.rules()
+        self._rule_entries = entries
+        self._rules = RuleIndex.build(entries, self.clock())
+
+    async def _follow(self) -> None:
+        agen = self.store.watch()
+        try:
+            async for change in agen:
+                if self._stopping:
+                    return
+                if change.heartbeat:
+                    continue
+                self._apply(change)
+                if change.lost:
+                    continue
+                if change.rules:
+                    try:
+                        await self._reload_rules()
+                    except StoreUnavailable:
+                        self._synced = False
+                        self.cache.invalidate(None)
+                        continue
+                if change.keys is None:
+                    self._synced = True
+                    self._first_sync.set()
+        finally:
+            await agen.aclose()
+
+    def _apply(self, change: Change) -> None:
+        self.changes_seen += 1
+        if change.lost:
+            if self._synced:
+                log.warning("register change feed lost; cache disabled until it resyncs")
+            self._synced = False
+            self.cache.invalidate(None)
+        else:
+            self.cache.invalidate(change.keys)
+
+    # ---- decisions ---------------------------------------------------------------------------
+    def _index(self, now: float) -> RuleIndex | None:
+        idx = self._rules
+        if idx is not None and idx.stale(now) and self._rule_entries is not None:
+            idx = self._rules = RuleIndex.build(self._rule_entries, now)
+        return idx
+
+    def check_cached(self, request: CheckRequest) -> Decision | None:
+        """Answer from the cache without touching the store, or None on a miss."""
+        if not self._synced:
+            return None
+        entries = self.cache.get(request.imei.key)
+        if entries is None:
+            return None
+        now = self.clock()
+        idx = self._index(now)
+        if idx is None:
+            return None
+        d = decide(request.imei.key, request.imsi, request.software_version, entries, idx, self.policy, now)
+        if self.audit:
+            self._record(request, d, now)
+        return d
+
+    async def check_many(self, requests: Sequence[CheckRequest]) -> list[Decision]:
+        """Decide a batch: cache hits at once, all misses in one store round trip."""
+        now = self.clock()
+        idx = self._index(now)
+        if idx is None:
+            try:
+                await self._reload_rules()
+            except StoreUnavailable as exc:
+                return self._all_unavailable(requests, str(exc), now)
+            idx = self._index(now)
+            assert idx is not None
+        out: list[Decision | None] = [None] * len(requests)
+        misses: list[int] = []
+        cache_get = self.cache.get if self._synced else None
+        policy = self.policy
+        for i, r in enumerate(requests):
+            ents = cache_get(r.imei.key) if cache_get is not None else None
+            if ents is None:
+                misses.append(i)
+            else:
+                out[i] = decide(r.imei.key, r.imsi, r.software_version, ents, idx, policy, now)
+        if misses:
+            keys = list(dict.fromkeys(requests[i].imei.key for i in misses))
+            epoch, synced = self.cache.epoch, self._synced
+            try:
+                found = dict(zip(keys, await self.store.lookup(keys), strict=True))
+            except StoreUnavailable as exc:
+                d = unavailable(str(exc))
+                for i in misses:
+                    out[i] = d
+            else:
+                if synced and self._synced:
+                    self.cache.put_many(found.items(), epoch)
+                for i in misses:
+                    r = requests[i]
+                    out[i] = decide(r.imei.key, r.imsi, r.software_version, found[r.imei.key], idx, policy, now)
+        result = [d for d in out if d is not None]
+        if self.audit:
+            for r, d in zip(requests, result, strict=True):
+                self._record(r, d, now)
+        return result
+
+    async def check(self, request: CheckRequest) -> Decision:
+        """Decide one request (prefer :meth:`check_many` for throughput)."""
+        return (await self.check_many([request]))[0]
+
+    def _all_unavailable(self, requests: Sequence[CheckRequest], why: str, now: float) -> list[Decision]:
+        d = unavailable(why)
+        if self.audit:
+            for r in requests:
+                self._record(r, d, now)
+        return [d] * len(requests)
+
+    # ---- audit ---------------------------------------------------------------------------------
+    def _record(self, request: CheckRequest, decision: Decision, now: float) -> None:
+        if len(self._audit_buf) >= AUDIT_BUFFER_MAX:
+            self.audit_dropped += 1
+            return
+        self._audit_buf.append(AuditRecord.of(request, decision, now))
+
+    async def flush_audit(self) -> None:
+        """Write buffered audit records to the store (kept in the buffer if it is unavailable)."""
+        buf, self._audit_buf = self._audit_buf, []
+        try:
+            await self.store.audit_append(buf)
+        except StoreUnavailable:
+            self._audit_buf = buf + self._audit_buf
+            raise
+
+    async def _audit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if self._audit_buf:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.flush_audit()
