@@ -251,6 +251,7 @@ class PeerLink(asyncio.Protocol):
                 self._log("capabilities-rejected", result_code=ev.result_code, reason=ev.reason, by_peer=ev.by_peer)
                 if not self.opened.done():
                     self.opened.set_exception(ConnectionRefusedError(f"CER/CEA failed: {ev.result_code} {ev.reason}"))
+                    self.opened.exception()  # retrieved: a responder link has nobody awaiting it
             elif isinstance(ev, DisconnectRequested):
                 self._log("dpr-received", cause=ev.cause)
             elif isinstance(ev, WatchdogChanged):

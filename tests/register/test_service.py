@@ -22,7 +22,7 @@ from eir.register.policy import Policy
 from eir.register.redis_store import RedisStore
 from eir.register.service import EquipmentChecker
 from eir.register.store import Store, StoreUnavailable
-from tests.register.conftest import _stop_quickly, unique_prefix
+from tests.register.conftest import unique_prefix
 from tests.support.servers import RedisServer, start_redis
 
 K1, K2, K3 = "35209900176148", "49015420323751", "26053179311383"
@@ -178,7 +178,7 @@ async def _outage(server: RedisServer) -> None:
     await store.put(Entry.imei(K1, Status.BLACK))
     async with EquipmentChecker(store) as checker:
         assert (await checker.check(req(K1))).outcome is Outcome.BLACK
-        _stop_quickly(server)  # = server.stop(), without its 10 s zombie wait
+        server.stop()
         # the feed notices, the cache is dropped: every decision is STORE_UNAVAILABLE, not an exception
         await eventually(lambda: not checker.synced)
         d = await checker.check(req(K1))

@@ -126,6 +126,19 @@ def start_redis(workdir: Path, *extra: str) -> Iterator[RedisServer]:
         server.stop()
 
 
+def _cluster_port() -> int:
+    """A free port p <= 55535 whose bus port p + 10000 is free too (redis-server cluster mode needs both)."""
+    for _ in range(1000):
+        port = free_port(below=55536)
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair (p, p + 10000) below 55536")
+
+
 @dataclass
 class RedisCluster:
     """A private 3-node Redis Cluster on loopback (no replicas)."""
@@ -145,7 +158,7 @@ def start_redis_cluster(workdir: Path, size: int = 3) -> Iterator[RedisCluster]:
         for i in range(size):
             d = workdir / f"node{i}"
             d.mkdir(parents=True, exist_ok=True)
-            port = free_port(below=55536)  # the cluster bus listens on port + 10000
+            port = _cluster_port()
             proc = _spawn_redis(
                 port, d / "redis.sock", d,
                 "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),

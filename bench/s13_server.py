@@ -1,0 +1,132 @@
+"""Answers per second and latency of one ``eir serve`` worker with Redis (issue 5).
+
+    .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000]
+
+Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
+``eir list import``, starts one ``eir serve`` worker on it, and drives it with the testbed's open-loop
+load generator (``testbed.loadgen``, one worker process, so server and generator each have a core of
+this 2-core machine), with requests drawn from the listed population. Two measurements each:
+
+* saturation: offered load well above capacity for ``--duration`` s -> answers per second;
+* fixed rate (``--rate``, 20k/s) -> p50 / p99 / p99.9 latency, from the intended send time.
+
+Side by side, in the same run: the fixed-answer responder (``eir testbed responder``: the ceiling of the
+machine for a Diameter server in Python) and the naive EIR built on python-diameter (``bench/naive_eir.py``:
+threads and one Redis GET per request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bench.register_common import generate_csv, machine, private_redis
+from testbed.loadgen import LoadConfig, LoadResult, run_load
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
+            saturate: float) -> list[str]:
+    rows = []
+    for label, rate, duration in (("saturation", saturate, args.duration), ("fixed", args.rate, args.duration)):
+        res: LoadResult = run_load(LoadConfig(
+            "127.0.0.1", port, rate, duration, max_requests=int(rate * duration), workers=1, mmes=1,
+            devices=devices, timeout=5.0, max_in_flight=4096 if label == "saturation" else 20_000,
+        ))
+        lat = res.to_json()["latency_ms"]
+        rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
+                    f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--rate", type=float, default=20_000, help="the fixed rate for the latency figures")
+    ap.add_argument("--saturate", type=float, default=90_000, help="offered load for the saturation figure")
+    ap.add_argument("--skip-naive", action="store_true")
+    args = ap.parse_args()
+    print(f"# {machine()}; {args.entries:,} listed IMEIs; load generator: testbed.loadgen, 1 process")
+    print("| server | load | answers/s | timeouts | p50 ms | p99 ms | p99.9 ms | max ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="eir-bench-") as tmp, private_redis(Path(tmp) / "redis") as rs:
+        csv = Path(tmp) / "register.csv"
+        keys = generate_csv(csv, args.entries)
+        t0 = time.perf_counter()
+        subprocess.run([str(BIN / "eir"), "list", "import", str(csv), "--store", rs.url, "--reporter", "ORG0",
+                        "--force"], check=True, stdout=subprocess.DEVNULL)
+        print(f"# imported {args.entries:,} entries in {time.perf_counter() - t0:.1f}s", flush=True)
+        rnd = random.Random(7)
+        sample = rnd.sample(keys, min(len(keys), 200_000))
+        devices = tuple((str(k), "01", "", "", "listed") for k in sample)
+        servers = [
+            ("eir serve (Redis, 1 worker)", [str(BIN / "eir"), "serve", "--store", rs.url, "--log-level", "warning",
+                                            "--origin-realm", "localdomain"]),
+            ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
+        ]
+        if not args.skip_naive:
+            r = redis.Redis.from_url(rs.url)
+            pipe = r.pipeline(transaction=False)
+            for i, k in enumerate(sample):
+                pipe.set(f"eir:naive:{k}", 1)
+                if i % 10_000 == 9_999:
+                    pipe.execute()
+            pipe.execute()
+            servers.append(("naive python-diameter EIR", [str(BIN / "python"), "-m", "bench.naive_eir", "--redis",
+                                                          rs.url, "--peer", "load-mme1.testbed.localdomain"]))
+        for name, cmd in servers:
+            port = free_port()
+            flag = ["--port", str(port)] if "naive" in name else ["--listen", f"127.0.0.1:{port}"]
+            proc = subprocess.Popen([*cmd, *flag], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                                    stdout=subprocess.DEVNULL)
+            try:
+                wait_port(port, proc)
+                saturate = args.saturate if "naive" not in name else 3_000
+                measure(name, port, devices, args, saturate)
+            finally:
+                stop(proc)
+
+
+if __name__ == "__main__":
+    main()
