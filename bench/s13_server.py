@@ -67,7 +67,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
             saturate: float) -> list[str]:
     rows = []
-    for label, rate, duration in (("saturation", saturate, args.duration), ("fixed", args.rate, args.duration)):
+    # The fixed rate first: a saturation run leaves the server a backlog that would still be draining.
+    for label, rate, duration in (("fixed", args.rate, args.duration), ("saturation", saturate, args.duration)):
         res: LoadResult = run_load(LoadConfig(
             "127.0.0.1", port, rate, duration, max_requests=int(rate * duration), workers=1, mmes=1,
             devices=devices, timeout=5.0, max_in_flight=4096 if label == "saturation" else 20_000,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,12 @@ from protocols.diameter.peer import PeerConfig
 __all__ = ["S13_DICTIONARY", "EirServer", "run", "run_workers"]
 
 log = logging.getLogger("eir.server")
+
+#: CPython's default GC thresholds (700, 10, 10) run a full collection every ~70k allocations; with a
+#: warm decision cache (hundreds of thousands of entries) each one stalls the loop for 100+ ms. Measured
+#: with bench/s13_server.py at 20k ECR/s: p50 111 ms / p99 1.2 s with the defaults, 2 ms / 89 ms with
+#: these (BENCHMARKS.md). Nothing here builds reference cycles on the hot path, so collecting rarely is safe.
+GC_THRESHOLDS = (100_000, 50, 1000)
 
 #: The dictionary the EIR validates with: base protocol + S13 (TS 29.272).
 S13_DICTIONARY = Dictionary.of(base.AVPS, base.COMMANDS, s13.AVPS, s13.COMMANDS)
@@ -155,6 +162,8 @@ async def _serve(config: EirConfig, worker: int, ready: Callable[[EirServer], No
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     try:
         await server.start()
+        gc.set_threshold(*GC_THRESHOLDS)
+        gc.freeze()  # what start-up built (dictionaries, rule index, templates) is never garbage
         if ready is not None:
             ready(server)
         await stop.wait()
