@@ -22,6 +22,7 @@ too many decisions waiting for the store     3004 DIAMETER_TOO_BUSY (E bit)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter as Tally
@@ -69,6 +70,9 @@ class S13Settings:
     fail: FailPolicy = field(default_factory=FailPolicy)
     max_pending: int = 20_000
     log_requests: bool = False
+    #: Store lookups in flight at once, and the most misses one lookup carries.
+    max_lookups: int = 2
+    batch_max: int = 1000
 
 
 def mask_imei(imei: str) -> str:
@@ -93,6 +97,8 @@ class S13Frontend:
         self.metrics = metrics or EirMetrics()
         self.templates = EcaTemplates(node)
         self.pending = 0
+        self._queue: list[tuple[PeerLink, Message, CheckRequest, float]] = []
+        self._lookups: set[asyncio.Task[None]] = set()
         self._host = node.host.lower().encode()
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
@@ -127,23 +133,46 @@ class S13Frontend:
         if not misses:
             return None
         self.pending += len(misses)
-        return self._resolve(link, misses)
+        now = time.perf_counter()
+        self._queue.extend((link, req, c, now) for req, c in misses)
+        if len(self._lookups) < self.settings.max_lookups:
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
+        return None
 
-    async def _resolve(self, link: PeerLink, misses: list[tuple[Message, CheckRequest]]) -> None:
-        start = time.perf_counter()
+    async def _drain(self) -> None:
+        """Decide queued misses, as many per store round trip as have queued up (at most ``batch_max``).
+
+        Misses of many reads and many peers share one lookup: while a lookup is in flight, the next one's
+        batch grows by itself, so batches get larger exactly when the load is high (no added delay when
+        it is low). At most ``max_lookups`` lookups are in flight at once.
+        """
+        try:
+            while self._queue:
+                batch = self._queue[: self.settings.batch_max]
+                del self._queue[: self.settings.batch_max]
+                await self._resolve(batch)
+        except Exception:  # a bug must not strand the queue silently: log it, answer nothing twice
+            log.exception("S13 decision batch failed")
+            raise
+
+    async def _resolve(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
         try:
             self.metrics.store_round_trips.inc()
-            decisions = await self.checker.check_many([c for _, c in misses])
+            decisions = await self.checker.check_many([c for _, _, c, _ in batch])
         finally:
-            self.pending -= len(misses)
+            self.pending -= len(batch)
         outcomes: Tally[str] = Tally()
         results: Tally[int] = Tally()
         up = 1
-        for (req, _), decision in zip(misses, decisions, strict=True):
+        now = time.perf_counter()
+        latency = self.metrics.latency
+        for (link, req, _, queued), decision in zip(batch, decisions, strict=True):
             if decision.outcome is Outcome.STORE_UNAVAILABLE:
                 up = 0
             link.answer(self._answer(req, decision, outcomes, results), req)
-        self.metrics.latency.observe_n(time.perf_counter() - start, len(misses))
+            latency.observe_n(now - queued)
         self.metrics.add_batch(outcomes, results)
         self.metrics.store_up.set(up)
 
