@@ -23,9 +23,7 @@ freeDiameter 1.2.1 behaviour these tests pin down (quirks, not our bugs):
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,26 +50,6 @@ REGISTER = {"35693803564380": ES.WHITELISTED, "49015420323751": ES.BLACKLISTED, 
 @pytest.fixture(autouse=True)
 def _needs_freediameterd() -> None:
     require_freediameterd()
-
-
-@pytest.fixture
-def peer_events() -> Iterator[list[str]]:
-    """The ``eir.diameter`` log lines (``peer_event=...``) emitted during the test."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("eir.diameter")
-    handler, level = Collect(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def make_node(host: str, realm: str, handler: RequestHandler | None = None, *, watchdog: float = 30.0) -> DiameterNode:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import os
 import shutil
 import signal
@@ -374,26 +373,6 @@ async def client_factory() -> Any:
     yield connect
     for c in clients:
         await c.close()
-
-
-@pytest.fixture
-def peer_events() -> Iterator[list[str]]:
-    """The ``eir.diameter`` log lines (``peer_event=...``) of our client nodes during the test."""
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger("eir.diameter")
-    handler, level = Collect(logging.INFO), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def poll_until(fn: Callable[[], Any], deadline_s: float, what: str, interval: float = 0.02) -> Any:
