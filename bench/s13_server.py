@@ -32,14 +32,9 @@ import redis
 
 from bench.register_common import generate_csv, machine, private_redis
 from testbed.loadgen import LoadConfig, LoadResult, run_load
+from tests.support.servers import free_port
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from eir.diameter.transport import PeerLink
@@ -103,7 +102,7 @@ class S13Frontend:
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
     # ------------------------------------------------------------------ the handler
-    def __call__(self, link: PeerLink, requests: list[Message]) -> Awaitable[None] | None:
+    def __call__(self, link: PeerLink, requests: list[Message]) -> None:
         misses: list[tuple[Message, CheckRequest]] = []
         outcomes: Tally[str] = Tally()
         results: Tally[int] = Tally()
@@ -131,7 +130,7 @@ class S13Frontend:
             misses = []
         m.add_batch(outcomes, results)
         if not misses:
-            return None
+            return
         self.pending += len(misses)
         now = time.perf_counter()
         self._queue.extend((link, req, c, now) for req, c in misses)
@@ -139,7 +138,6 @@ class S13Frontend:
             task = asyncio.get_running_loop().create_task(self._drain())
             self._lookups.add(task)
             task.add_done_callback(self._lookups.discard)
-        return None
 
     async def _drain(self) -> None:
         """Decide queued misses, as many per store round trip as have queued up (at most ``batch_max``).

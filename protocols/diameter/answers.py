@@ -7,14 +7,13 @@ Destination-Realm. Protocol errors (3xxx) set the E bit and use the generic answ
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import base_rfc6733 as base
 from .dictionary import CommandDef, Dictionary
 from .errors import ProtocolError
-from .message import FLAG_ERROR, FLAG_PROXIABLE, HEADER_SIZE, VERSION, Avp, Header, Message, encode_avp
+from .message import _HEADER, FLAG_ERROR, FLAG_PROXIABLE, HEADER_SIZE, VERSION, Avp, Header, Message, encode_avp
 from .validate import zero_fill
 
 __all__ = ["AnswerTemplate", "LocalNode", "error_answer", "make_answer"]
@@ -89,7 +88,6 @@ def error_answer(
     return make_answer(request, avps, error=protocol)
 
 
-_HEADER = struct.Struct(">IIIII")
 _SID = base.SESSION_ID
 _SESSION_ID = base.SESSION_ID.code
 _PROXY_INFO = base.PROXY_INFO.code

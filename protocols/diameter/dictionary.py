@@ -124,12 +124,6 @@ class Grammar:
     rules: tuple[Rule, ...]
     extensible: bool = True
 
-    def rule_for(self, key: tuple[int, int]) -> Rule | None:
-        for rule in self.rules:
-            if rule.avp.key == key:
-                return rule
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class CommandDef:
@@ -148,30 +142,12 @@ class CommandDef:
         return (self.application, self.code)
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """A grammar precompiled for validation: per-AVP bounds, the required set, fixed head."""
-
-    bounds: Mapping[tuple[int, int], tuple[int, int | None]]
-    required: tuple[AvpDef, ...]
-    fixed_head: tuple[AvpDef, ...]
-    extensible: bool
-
-
-def _compile(grammar: Grammar) -> _Compiled:
-    bounds = {r.avp.key: (r.min, r.max) for r in grammar.rules}
-    req = tuple(r.avp for r in grammar.rules if r.min > 0)
-    head = tuple(r.avp for r in grammar.rules if r.fixed)
-    return _Compiled(bounds, req, head, grammar.extensible)
-
-
 @dataclass(slots=True)
 class Dictionary:
-    """Merged AVP and command tables of several specifications, indexed for the hot path."""
+    """Merged AVP and command tables of several specifications (the validator compiles its grammars)."""
 
     avps: dict[tuple[int, int], AvpDef] = field(default_factory=dict)
     commands: dict[tuple[int, int], CommandDef] = field(default_factory=dict)
-    _compiled: dict[int, _Compiled] = field(default_factory=dict)
 
     @classmethod
     def of(cls, *tables: Iterable[AvpDef | CommandDef]) -> Dictionary:
@@ -199,12 +175,3 @@ class Dictionary:
     def command(self, application: int, code: int) -> CommandDef | None:
         """The command with this code in this application, or in the base protocol (application 0)."""
         return self.commands.get((application, code)) or self.commands.get((0, code))
-
-    def compiled(self, grammar: Grammar) -> _Compiled:
-        c = self._compiled.get(id(grammar))
-        if c is None:
-            c = self._compiled[id(grammar)] = _compile(grammar)
-        return c
-
-    def commands_with_code(self, code: int) -> list[CommandDef]:
-        return [c for c in self.commands.values() if c.code == code]

@@ -124,7 +124,6 @@ class PeerConnection:
     _last_rx: float = field(init=False)
     _tw: float = field(init=False)
     _dwr_pending: bool = field(init=False, default=False)
-    _closing_reason: str = field(init=False, default="")
     #: (Origin-Host, End-to-End) of requests given to the app and not answered yet (duplicate cache keys).
     _unanswered: set[tuple[bytes, int]] = field(init=False, default_factory=set)
     incoming_pending: int = field(init=False, default=0)
