@@ -78,7 +78,7 @@ async def run_attach(scenario: Scenario, host: str, port: int, *, transport: Tra
         for spec in scenario.mmes:
             run.by_mme[spec.name] = Counter()
         run.started = time.monotonic()
-        t0 = loop.time()
+        t0 = time.monotonic()
         tasks: set[asyncio.Task[None]] = set()
 
         failures: list[BaseException] = []
@@ -107,23 +107,23 @@ async def run_attach(scenario: Scenario, host: str, port: int, *, transport: Tra
             run.verdict.add(cat, kind, example, answer=res.answer.value if res.answer else "no-check",
                             outcome=str(res.outcome))
             run.by_mme[mme.spec.name][str(res.outcome)] += 1
-            sec = int((loop.time() - t0) / bucket)
+            sec = int((time.monotonic() - t0) / bucket)
             run.latency.record(sec, int(res.latency * 1e6))
             run.throughput[sec] += 1
             run.done += 1
 
         if on_start is not None:
             on_start(run)
-        last_progress = loop.time()
+        last_progress = time.monotonic()
         for i, ev in enumerate(plan.events):
-            delay = t0 + ev.at - loop.time()
+            delay = t0 + ev.at - time.monotonic()
             if delay > 0.001:
                 await asyncio.sleep(delay)
             task = loop.create_task(one(i))
             tasks.add(task)
             task.add_done_callback(done_cb)
-            if on_progress is not None and loop.time() - last_progress > 0.25:
-                last_progress = loop.time()
+            if on_progress is not None and time.monotonic() - last_progress > 0.25:
+                last_progress = time.monotonic()
                 on_progress(run)
         while tasks:
             await asyncio.wait(set(tasks), timeout=0.25)

@@ -11,6 +11,8 @@ Design (see ../shared/reference/performance-notes.md: one Python process tops ou
   the codec, then only the header identifiers and a fixed-width Session-Id counter change; answers
   are cut by length, matched by Hop-by-Hop and classified by :class:`testbed.eca.FastClassifier`;
 * the capabilities exchange, watchdog answers and DPR use the ordinary codec;
+* times come from ``time.monotonic()`` (nanoseconds), never ``loop.time()``: uvloop's clock is the
+  loop's cached time in whole milliseconds, which quantised every latency to the millisecond;
 * latencies go into HDR histograms (:mod:`testbed.latency`) merged across workers; each run is bounded
   by ``duration`` and ``max_requests``, and outstanding requests are given ``timeout`` to finish.
 """
@@ -210,7 +212,7 @@ class _Worker:
         i = self.pending.pop(hbh, None)
         if i is None:
             return  # late answer of a request already counted as timed out
-        now = self.loop.time() - self.t0  # type: ignore[union-attr]
+        now = time.monotonic() - self.t0
         us = int((now - self.intended(i)) * 1e6)
         self.micros[us] = self.micros.get(us, 0) + 1
         if self.sampling:
@@ -230,7 +232,7 @@ class _Worker:
     def flush_latency(self) -> None:
         if not self.micros:
             return
-        sec = int(self.loop.time() - self.t0)  # type: ignore[union-attr]
+        sec = int(time.monotonic() - self.t0)
         record = self.latency.record
         for us, n in self.micros.items():
             record(sec, us, n)
@@ -277,7 +279,7 @@ class _Worker:
         go()
         pack = _HEADER.pack
         pending = self.pending
-        self.t0 = t0 = loop.time()
+        self.t0 = t0 = time.monotonic()
         i = 0
         last_report = 0.0
         last_sweep = 0.0
@@ -285,7 +287,7 @@ class _Worker:
         max_in_flight = cfg.max_in_flight
         sample = cfg.pcap_sample
         while i < self.count:
-            now = loop.time() - t0
+            now = time.monotonic() - t0
             # Send everything due now, up to the window.
             while i < self.count and self.intended(i) <= now and len(pending) < max_in_flight:
                 ci = i % nconn
@@ -313,13 +315,13 @@ class _Worker:
                 break
             await asyncio.sleep(0.001)
         self.sent = i
-        end = loop.time() + cfg.timeout
-        while pending and loop.time() < end:
+        end = time.monotonic() + cfg.timeout
+        while pending and time.monotonic() < end:
             await asyncio.sleep(0.005)
             self.flush_latency()
         self.flush_latency()
         self.timeouts = len(pending)
-        self.elapsed = loop.time() - t0
+        self.elapsed = time.monotonic() - t0
         for conn in conns:
             conn.disconnect()
 

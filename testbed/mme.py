@@ -156,10 +156,10 @@ class SimulatedMme:
                 delay = min(1.0, delay * 2)
 
     async def run(self, device: Device, procedure: Procedure, intended: float) -> ProcedureResult:
-        """Run one procedure for ``device``; ``intended`` is its scheduled start (loop time)."""
-        loop = asyncio.get_running_loop()
+        """Run one procedure for ``device``; ``intended`` is its scheduled start (``time.monotonic()``: uvloop's
+        own clock only ticks in milliseconds, too coarse for latencies)."""
         if not self.profile.sends_check(procedure):
-            return ProcedureResult(None, 0, self.profile.outcome(None, procedure), loop.time() - intended,
+            return ProcedureResult(None, 0, self.profile.outcome(None, procedure), time.monotonic() - intended,
                                    UeState.REGISTERED)
         link = self._link()
         code = 0
@@ -167,7 +167,7 @@ class SimulatedMme:
         ecr = build_ecr(self.origin, self.eir_realm, f"{self._sid_prefix}{next(self._sid)}",
                         device.imei_as_sent(self.profile.imei_digits), device.svn, device.imsi,
                         self.destination_host)
-        sent = loop.time()
+        sent = time.monotonic()
         if link is None:
             answer = EirAnswer.CLOSED
         else:
@@ -178,7 +178,7 @@ class SimulatedMme:
                 answer = EirAnswer.TIMEOUT
             except (LinkClosed, ConnectionError):
                 answer = EirAnswer.CLOSED
-        done = loop.time()
+        done = time.monotonic()
         if self.tracer is not None and link is not None:
             self.tracer(encode_message(ecr), None if answer_msg is None else encode_message(answer_msg), sent, done,
                         link)

@@ -45,7 +45,10 @@ class Decision:
 
     ``status`` is the Equipment-Status to send (None = unknown equipment, e.g. answer 5422);
     ``entry`` is the entry that decided (None for the default or on failure); ``matched`` says at
-    which precedence level; ``reason`` is the deciding entry's reason; ``detail`` explains in words.
+    which precedence level; ``reason`` is the deciding entry's reason; ``overrides`` is the entry a
+    pairing overrode (BLACK_ALLOWED_BY_PAIRING); ``note`` is an explanation given by whoever decided
+    (a failure, an unmappable MEID). :attr:`detail` puts it in words only when asked, so the hot path
+    of an EIR never formats text it does not send.
     """
 
     outcome: Outcome
@@ -53,8 +56,24 @@ class Decision:
     entry: Entry | None = None
     matched: Granularity | None = None
     reason: Reason | None = None
-    detail: str = ""
+    note: str = ""
+    overrides: Entry | None = None
 
     @property
     def available(self) -> bool:
         return self.outcome is not Outcome.STORE_UNAVAILABLE
+
+    @property
+    def detail(self) -> str:
+        """The decision explained in words (for the CLI, the admin API and audit)."""
+        if self.note:
+            return self.note
+        if self.entry is not None:
+            if self.overrides is not None:
+                return f"{self.entry.describe()}; overrides {self.overrides.describe()}"
+            return self.entry.describe()
+        if self.matched is Granularity.DEFAULT and self.status is not None:
+            return f"no entry matches: default status {self.status.name.lower()}"
+        if self.outcome is Outcome.UNKNOWN:
+            return "no entry matches: unknown equipment"
+        return ""

@@ -27,6 +27,7 @@ from eir.register.rules import RuleIndex
 __all__ = ["Policy", "decide", "unavailable"]
 
 _OUTCOME = {Status.WHITE: Outcome.WHITE, Status.GREY: Outcome.GREY, Status.BLACK: Outcome.BLACK}
+_UNKNOWN = Decision(Outcome.UNKNOWN, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,17 @@ class Policy:
 
     unknown_status: Status | None = None
 
+    @property
+    def unknown_decision(self) -> Decision:
+        """The decision for equipment no entry matches: "unknown", or the default status."""
+        st = self.unknown_status
+        if st is None:
+            return _UNKNOWN
+        return Decision(_OUTCOME[st], st, None, Granularity.DEFAULT)
+
 
 def _from(entry: Entry) -> Decision:
-    return Decision(_OUTCOME[entry.status], entry.status, entry, entry.granularity, entry.reason,
-                    entry.describe())
+    return Decision(_OUTCOME[entry.status], entry.status, entry, entry.granularity, entry.reason)
 
 
 def _without_pairing(key: str, tac: str, svn: str | None, plain: Entry | None, rules: RuleIndex,
@@ -73,17 +81,13 @@ def decide(key: str, imsi: str | None, svn: str | None, imei_entries: Sequence[E
     if pair is not None:
         if pair.status is not Status.BLACK and base is not None and base.status is Status.BLACK:
             return Decision(Outcome.BLACK_ALLOWED_BY_PAIRING, pair.status, pair, Granularity.IMEI_IMSI,
-                            pair.reason, f"{pair.describe()}; overrides {base.describe()}")
+                            pair.reason, overrides=base)
         return _from(pair)
     if base is not None:
         return _from(base)
-    st = policy.unknown_status
-    if st is None:
-        return Decision(Outcome.UNKNOWN, None, None, None, None, "no entry matches: unknown equipment")
-    return Decision(_OUTCOME[st], st, None, Granularity.DEFAULT, None,
-                    f"no entry matches: default status {st.name.lower()}")
+    return policy.unknown_decision
 
 
 def unavailable(detail: str) -> Decision:
     """The decision when the store cannot be reached (the front end applies its fail policy)."""
-    return Decision(Outcome.STORE_UNAVAILABLE, None, None, None, None, detail)
+    return Decision(Outcome.STORE_UNAVAILABLE, None, note=detail)

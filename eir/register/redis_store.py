@@ -10,8 +10,9 @@ Key schema (``P`` is the prefix, default ``eir``; ``{P}`` keys share one cluster
   ``{P}:changes`` stream (capped) of changed IMEI keys / ``*`` / ``#rules``, read by every EIR;
 * ``P:audit`` stream (capped) of decisions.
 
-A batch lookup is one ``EVALSHA`` running HGET per key inside Redis (one round trip); on a cluster it
-is one pipeline of HGETs, sent to each node in parallel (one round trip per node). Writes are
+A batch lookup is one ``EVALSHA`` running HGET per key inside Redis (one round trip), sent on a
+pipelined connection of its own (:mod:`eir.register.redis_lookup`, the EIR's hot path); on a cluster
+it is one pipeline of HGETs, sent to each node in parallel (one round trip per node). Writes are
 compare-and-set scripts that also append to the change stream atomically (single node). Connection
 errors become :class:`StoreUnavailable`; redis-py reconnects by itself on the next call.
 """
@@ -26,11 +27,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from eir.register.audit import AUDIT_FIELDS, AuditRecord
 from eir.register.codec import bucket_of, key_of
+from eir.register.redis_lookup import LookupChannel
 from eir.register.store import Change, Store, StoreConfigError, StoreUnavailable
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
@@ -139,6 +142,7 @@ class RedisStore(Store):
                                   "retry": Retry(NoBackoff(), 0)}
         self._r: Any
         self._watch_r: Any
+        self._channel: LookupChannel | None = None
         if self.cluster:
             host, port = urlsplit(clean).hostname or "127.0.0.1", urlsplit(clean).port or 6379
             self._r = RedisCluster(host=host, port=port, max_connections=maxconn, **common)
@@ -148,6 +152,8 @@ class RedisStore(Store):
             self._r = aioredis.Redis(connection_pool=pool)
             wpool = aioredis.ConnectionPool.from_url(clean, max_connections=2, **common)
             self._watch_r = aioredis.Redis(connection_pool=wpool)
+            if scheme != "rediss":  # TLS lookups stay on redis-py
+                self._channel = LookupChannel(dict(parse_url(clean)), self.prefix, timeout, url)
         else:
             raise StoreConfigError(f"store URL {url!r}: scheme {scheme!r} is not redis, unix or redis+cluster")
         p = self.prefix
@@ -185,6 +191,8 @@ class RedisStore(Store):
         await self._ready()
         if not keys:
             return []
+        if self._channel is not None:
+            return await self._channel.lookup(keys, self.buckets)
         locs = [self._locate(k) for k in keys]
         if self.cluster:
             pipe = self._r.pipeline()
@@ -316,6 +324,8 @@ class RedisStore(Store):
         if self.cluster:
             await self._r.aclose()
         else:
+            if self._channel is not None:
+                self._channel.close()
             await self._r.aclose()
             await self._watch_r.aclose()
 

@@ -146,14 +146,16 @@ class EquipmentChecker:
         """Answer from the cache without touching the store, or None on a miss."""
         if not self._synced:
             return None
-        entries = self.cache.get(request.imei.key)
-        if entries is None:
+        key = request.imei.key
+        value = self.cache.get(key)
+        if value is None:
             return None
         now = self.clock()
         idx = self._index(now)
         if idx is None:
             return None
-        d = decide(request.imei.key, request.imsi, request.software_version, entries, idx, self.policy, now)
+        entries = self.store.decode(key, value) if value else ()
+        d = decide(key, request.imsi, request.software_version, entries, idx, self.policy, now)
         if self.audit:
             self._record(request, d, now)
         return d
@@ -173,27 +175,30 @@ class EquipmentChecker:
         misses: list[int] = []
         cache_get = self.cache.get if self._synced else None
         policy = self.policy
+        decode = self.store.decode
         for i, r in enumerate(requests):
-            ents = cache_get(r.imei.key) if cache_get is not None else None
-            if ents is None:
+            value = cache_get(r.imei.key) if cache_get is not None else None
+            if value is None:
                 misses.append(i)
             else:
+                ents = decode(r.imei.key, value) if value else ()
                 out[i] = decide(r.imei.key, r.imsi, r.software_version, ents, idx, policy, now)
         if misses:
             keys = list(dict.fromkeys(requests[i].imei.key for i in misses))
             epoch, synced = self.cache.epoch, self._synced
             try:
-                found = dict(zip(keys, await self.store.lookup(keys), strict=True))
+                found = await self.store.lookup_encoded(keys)
             except StoreUnavailable as exc:
                 d = unavailable(str(exc))
                 for i in misses:
                     out[i] = d
             else:
                 if synced and self._synced:
-                    self.cache.put_many(found.items(), epoch)
+                    self.cache.put_many(zip(keys, [v for v, _ in found], strict=True), epoch)
+                by_key = dict(zip(keys, [e for _, e in found], strict=True))
                 for i in misses:
                     r = requests[i]
-                    out[i] = decide(r.imei.key, r.imsi, r.software_version, found[r.imei.key], idx, policy, now)
+                    out[i] = decide(r.imei.key, r.imsi, r.software_version, by_key[r.imei.key], idx, policy, now)
         result = [d for d in out if d is not None]
         if self.audit:
             for r, d in zip(requests, result, strict=True):

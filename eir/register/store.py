@@ -208,12 +208,25 @@ class Store(abc.ABC):
 
     async def lookup(self, keys: Sequence[str]) -> list[tuple[Entry, ...]]:
         """IMEI-level entries of each 14-digit key, in one round trip."""
+        return [entries for _, entries in await self.lookup_encoded(keys)]
+
+    async def lookup_encoded(self, keys: Sequence[str]) -> list[tuple[str, tuple[Entry, ...]]]:
+        """(stored value, its entries) of each key in one round trip; the value is "" when nothing is listed.
+
+        A value returned here always decodes again with :meth:`decode` (its reporters are known), so a
+        cache can keep the compact string, which the garbage collector never has to walk, instead of
+        the entry objects.
+        """
         values = await self._read_values(keys)
         try:
-            return [() if v is None else self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+            return [("", ()) if v is None else (v, self._decode(k, v)) for k, v in zip(keys, values, strict=True)]
         except LookupError:  # a reporter interned by another writer since we loaded the table
             await self._load_reporters()
-            return [() if v is None else self._decode(k, v) for k, v in zip(keys, values, strict=True)]
+            return [("", ()) if v is None else (v, self._decode(k, v)) for k, v in zip(keys, values, strict=True)]
+
+    def decode(self, key: str, value: str) -> tuple[Entry, ...]:
+        """Entries of a value returned by :meth:`lookup_encoded` ("" is no entry)."""
+        return self._decode(key, value) if value else ()
 
     async def rules(self) -> list[Entry]:
         """All range, TAC and TAC+SVN entries."""

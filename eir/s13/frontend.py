@@ -98,6 +98,7 @@ class S13Frontend:
         self.pending = 0
         self._queue: list[tuple[PeerLink, Message, CheckRequest, float]] = []
         self._lookups: set[asyncio.Task[None]] = set()
+        self._draining = 0
         self._host = node.host.lower().encode()
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
@@ -134,7 +135,11 @@ class S13Frontend:
         self.pending += len(misses)
         now = time.perf_counter()
         self._queue.extend((link, req, c, now) for req, c in misses)
-        if len(self._lookups) < self.settings.max_lookups:
+        if self._draining < self.settings.max_lookups:
+            # Counted by the coroutine itself, not by the task's done callback: a drain that has just seen
+            # an empty queue and returned is no longer draining, even before its callbacks have run
+            # (counting tasks stranded a queue when a read arrived in between and reading was paused).
+            self._draining += 1
             task = asyncio.get_running_loop().create_task(self._drain())
             self._lookups.add(task)
             task.add_done_callback(self._lookups.discard)
@@ -151,14 +156,23 @@ class S13Frontend:
                 batch = self._queue[: self.settings.batch_max]
                 del self._queue[: self.settings.batch_max]
                 await self._resolve(batch)
-        except Exception:  # a bug must not strand the queue silently: log it, answer nothing twice
-            log.exception("S13 decision batch failed")
-            raise
+        finally:
+            self._draining -= 1
+
+    def _fail(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
+        results: Tally[int] = Tally({_RC.DIAMETER_UNABLE_TO_COMPLY: len(batch)})
+        for link, req, _, _ in batch:
+            link.answer(self.templates.unable_to_comply.render(req), req)
+        self.metrics.add_batch(Tally(), results)
 
     async def _resolve(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
         try:
             self.metrics.store_round_trips.inc()
             decisions = await self.checker.check_many([c for _, _, c, _ in batch])
+        except Exception:  # e.g. a corrupt stored value: this batch gets 5012, the queue goes on
+            log.exception("S13 decision batch of %d failed; answered 5012", len(batch))
+            self._fail(batch)
+            return
         finally:
             self.pending -= len(batch)
         outcomes: Tally[str] = Tally()
@@ -237,7 +251,7 @@ class S13Frontend:
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}", results,
                                    wrap_failed((ti,), meid_avp))
             if mapped is None:
-                return self._answer(req, Decision(Outcome.UNKNOWN, None, detail="MEID not in the IMEI space"),
+                return self._answer(req, Decision(Outcome.UNKNOWN, None, note="MEID not in the IMEI space"),
                                     Tally(), results)
             imei = mapped
         else:

@@ -1,0 +1,115 @@
+"""The pipelined lookup channel (``eir.register.redis_lookup``) against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from eir.register.codec import bucket_of
+from eir.register.model import Entry, Status
+from eir.register.redis_store import RedisStore
+from eir.register.store import StoreUnavailable
+from tests.register.conftest import unique_prefix
+from tests.support.servers import RedisServer, start_redis
+
+pytestmark = pytest.mark.redis
+
+
+def _keys(n: int, seed: int = 1) -> list[str]:
+    rnd = random.Random(seed)
+    return [f"{k:014d}" for k in rnd.sample(range(35_000_000_000_000, 36_000_000_000_000), n)]
+
+
+async def _listed(store: RedisStore, keys: list[str]) -> None:
+    await store.put_many([Entry.imei(k, Status.BLACK, reporter="ORG1") for k in keys], force=True)
+
+
+async def test_concurrent_lookups_share_one_connection_and_get_their_own_replies(redis_server: RedisServer) -> None:
+    store = RedisStore(f"{redis_server.url}?prefix={unique_prefix()}&buckets=1024")
+    try:
+        keys = _keys(3000)
+        listed = set(keys[::2])
+        await _listed(store, sorted(listed))
+        batches = [keys[i:i + 37] for i in range(0, len(keys), 37)]
+        results = await asyncio.gather(*(store._read_values(b) for b in batches))  # pipelined
+        for batch, values in zip(batches, results, strict=True):
+            assert [v is not None for v in values] == [k in listed for k in batch]
+        # the values are the store's own (same as one HGET per key with the schema's bucket arithmetic)
+        raw = aioredis.Redis.from_url(redis_server.url)
+        for k, v in zip(batches[0], results[0], strict=True):
+            b, f = bucket_of(int(k), store.buckets)
+            want = await raw.hget(store.bucket_key(b), str(f))
+            assert v == (want.decode() if want is not None else None)
+        await raw.aclose()
+        assert store._channel is not None and store._channel._proto is not None
+        assert not store._channel._proto.waiting
+    finally:
+        await store.flush_prefix()
+        await store.close()
+
+
+async def test_script_flushed_or_redis_restarted_is_recovered_from(tmp_path: Path) -> None:
+    with start_redis(tmp_path / "r") as server:
+        store = RedisStore(f"{server.url}?prefix=p&buckets=64&timeout=1")
+        try:
+            keys = _keys(10)
+            await _listed(store, keys[:5])
+            assert [v is not None for v in await store._read_values(keys)] == [True] * 5 + [False] * 5
+            raw = aioredis.Redis.from_url(server.url)
+            await raw.script_flush()  # NOSCRIPT: the channel sends the script itself
+            assert [v is not None for v in await store._read_values(keys)] == [True] * 5 + [False] * 5
+            await raw.aclose()
+            server.stop()
+            with pytest.raises(StoreUnavailable):
+                await store._read_values(keys)
+            server.restart()  # empty (nothing persisted), reconnected by the next lookup
+            store.buckets = 0
+            await _listed(store, keys[5:])
+            assert [v is not None for v in await store._read_values(keys)] == [False] * 5 + [True] * 5
+        finally:
+            await store.close()
+
+
+async def test_unix_socket_and_database_selection(redis_server: RedisServer) -> None:
+    prefix = unique_prefix()
+    in_db3 = RedisStore(f"unix://{redis_server.unix_path}?db=3&prefix={prefix}&buckets=64")
+    in_db0 = RedisStore(f"{redis_server.url}?prefix={prefix}&buckets=64")
+    try:
+        keys = _keys(4)
+        await _listed(in_db3, keys)
+        assert all(v is not None for v in await in_db3._read_values(keys))
+        assert await in_db0._read_values(keys) == [None] * 4
+    finally:
+        await in_db3.flush_prefix()
+        await in_db0.flush_prefix()
+        await in_db3.close()
+        await in_db0.close()
+
+
+async def test_a_server_that_never_answers_gives_store_unavailable_within_the_timeout() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0?timeout=0.3")
+    store.buckets = 64  # skip the meta read, which would go through redis-py
+    try:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        results = await asyncio.gather(*(store._read_values(_keys(3, s)) for s in range(3)), return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert loop.time() - t0 < 5  # bounded by the timeout (generous: this is not a timing test)
+        assert "no reply within" in str(results[0])
+    finally:
+        store._channel and store._channel.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
