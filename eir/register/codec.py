@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from eir.register.model import Entry, EntryError, Granularity, Reason, Status
 
-__all__ = ["EPOCH", "Reporters", "bucket_of", "decode_value", "encode_value", "key_of"]
+__all__ = ["EPOCH", "Reporters", "bucket_of", "decode_value", "encode_plain", "encode_value", "key_of"]
 
 EPOCH = 1577836800  # 2020-01-01T00:00:00Z
 _CREATED_MAX = (1 << 32) - 1
@@ -63,6 +63,15 @@ class Reporters:
         return rid in self.by_id
 
 
+def encode_plain(status: Status, reason: Reason, reporter_id: int, created: int) -> str | None:
+    """The compact integer form of a single plain IMEI entry without expiry (None if ``created`` is out of
+    its range: such an entry takes the text form)."""
+    c = created - EPOCH
+    if not 0 <= c <= _CREATED_MAX or not 0 <= reporter_id <= 0xFFFF:
+        return None
+    return str(status.value | reason.value << 2 | reporter_id << 5 | c << 21)
+
+
 def encode_value(entries: Iterable[Entry], rid: Callable[[str], int]) -> str | None:
     """Encode the IMEI-level entries of one key; None when there are none (delete the field)."""
     items = list(entries)
@@ -72,9 +81,10 @@ def encode_value(entries: Iterable[Entry], rid: Callable[[str], int]) -> str | N
         items.sort(key=lambda e: (e.imsi or ""))
     else:
         e = items[0]
-        c = e.created - EPOCH
-        if e.imsi is None and e.expires is None and 0 <= c <= _CREATED_MAX:
-            return str(e.status.value | e.reason.value << 2 | rid(e.reporter) << 5 | c << 21)
+        if e.imsi is None and e.expires is None:
+            plain = encode_plain(e.status, e.reason, rid(e.reporter), e.created)
+            if plain is not None:
+                return plain
     parts = []
     for e in items:
         parts.append(

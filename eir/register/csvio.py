@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -31,8 +31,8 @@ from typing import TextIO
 from eir.identity import ImeiError, parse_imei, parse_tac
 from eir.register.model import Entry, EntryError, Granularity, Reason, Status, validate_imsi
 
-__all__ = ["HEADER", "CsvFormatError", "Row", "RowError", "format_time", "parse_time", "read_rows",
-           "write_entries"]
+__all__ = ["HEADER", "Chunk", "CsvFormatError", "PlainSpec", "Row", "RowError", "format_time", "parse_time",
+           "read_chunks", "read_rows", "write_entries"]
 
 HEADER = ("kind", "imei", "last", "status", "reason", "reporter", "imsi", "svn", "created", "expires")
 _GSMA = {"imei_start": "imei", "imei_end": "last", "reason_code": "reason", "reporting_org": "reporter",
@@ -57,6 +57,42 @@ class RowError:
 class Row:
     line: int
     entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSpec:
+    """What a plain IMEI row says besides its IMEI: shared by every row with the same status, reason and
+    reporter (a bulk file has a handful of these for millions of rows)."""
+
+    status: Status
+    reason: Reason
+    reporter: str
+    created: int
+
+    def entry(self, key: str) -> Entry:
+        return Entry(Granularity.IMEI, key, self.status, self.reason, self.reporter, self.created)
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A chunk of a file: plain IMEI rows column-wise (line, 14-digit key, spec), every other good row as
+    an entry, and the bad rows."""
+
+    lines: list[int]
+    keys: list[str]
+    specs: list[PlainSpec]
+    rows: list[Row]
+    bad: list[RowError]
+    #: Good rows counted but not kept (``read_chunks(keep=False)``).
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.rows) + len(self.bad) + self.skipped
+
+    def all_rows(self) -> list[Row]:
+        """Every good row as an entry, in file order."""
+        plain = [Row(n, s.entry(k)) for n, k, s in zip(self.lines, self.keys, self.specs, strict=True)]
+        return sorted(plain + self.rows, key=lambda r: r.line) if self.rows and plain else plain or self.rows
 
 
 def parse_time(text: str) -> int | None:
@@ -89,22 +125,44 @@ class _Parser:
         i = self.idx.get(col)
         return row[i].strip() if i is not None and i < len(row) else ""
 
-    def plain_imei(self, row: list[str]) -> Entry | None:
-        """Fast path for the common row: a plain IMEI entry with only imei/status/reason/reporter."""
+    def plain_reader(self) -> Callable[[list[str]], tuple[str, PlainSpec] | None] | None:
+        """Fast path for the common row, a plain IMEI entry (kind imei or empty, a 14-digit IMEI, status,
+        reason and reporter spelled as exported), when the header has no other columns; None otherwise.
+        Rows it declines (anything unusual, including every error) take :meth:`entry`."""
         ix = self.idx
-        if self.n > 5 or len(row) != self.n or ix.get("kind", 0) != 0 or row[0] != "imei":
+        if not set(ix) <= {"kind", "imei", "status", "reason", "reporter"}:
             return None
-        imei = row[ix["imei"]]
-        if len(imei) != 14 or not imei.isdigit():
-            return None
-        st = _STATUS.get(row[ix["status"]]) if "status" in ix else self.status
-        if st is None:
-            return None
-        reason = _REASON.get(row[ix["reason"]]) if "reason" in ix else Reason.OTHER
-        if reason is None:
-            return None
-        rep = row[ix["reporter"]] if "reporter" in ix else self.reporter
-        return Entry(Granularity.IMEI, imei, st, reason, rep or self.reporter, self.now)
+        n, i_kind, i_imei = self.n, ix.get("kind"), ix["imei"]
+        i_status, i_reason, i_rep = ix.get("status"), ix.get("reason"), ix.get("reporter")
+        specs: dict[tuple[str, str, str], PlainSpec | None] = {}
+
+        def spec_of(key: tuple[str, str, str]) -> PlainSpec | None:
+            st = _STATUS.get(key[0]) if key[0] else self.status
+            reason = _REASON.get(key[1]) if key[1] else Reason.OTHER
+            if st is None or reason is None:
+                return None
+            spec = PlainSpec(st, reason, key[2].strip() or self.reporter, self.now)
+            try:  # validates the reporter once per spec
+                spec.entry("0" * 14)
+            except EntryError:
+                return None
+            return spec
+
+        def plain(row: list[str]) -> tuple[str, PlainSpec] | None:
+            if len(row) != n or (i_kind is not None and row[i_kind] not in ("imei", "")):
+                return None
+            imei = row[i_imei]
+            if len(imei) != 14 or not imei.isdigit():
+                return None
+            key = (row[i_status] if i_status is not None else "", row[i_reason] if i_reason is not None else "",
+                   row[i_rep] if i_rep is not None else "")
+            try:
+                spec = specs[key]
+            except KeyError:
+                spec = specs[key] = spec_of(key)
+            return None if spec is None else (imei, spec)
+
+        return plain
 
     def entry(self, row: list[str]) -> Entry:
         g = self.get
@@ -145,9 +203,12 @@ class _Parser:
         raise EntryError(f"kind {kind!r} is not imei, range or tac")
 
 
-def read_rows(f: Iterable[str], *, reporter: str, status: Status | None = None, chunk: int = 20_000,
-              now: int | None = None) -> Iterator[tuple[list[Row], list[RowError]]]:
-    """Parse a CSV file into chunks of (rows, bad rows); line numbers count the header as line 1."""
+def read_chunks(f: Iterable[str], *, reporter: str, status: Status | None = None, chunk: int = 20_000,
+                now: int | None = None, keep: bool = True) -> Iterator[Chunk]:
+    """Parse a CSV file into chunks of about ``chunk`` rows; line numbers count the header as line 1.
+
+    ``keep=False`` only validates: chunks then carry the bad rows and a count of the good ones
+    (``skipped``), for strict import's first pass."""
     reader = csv.reader(f)
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -164,25 +225,47 @@ def read_rows(f: Iterable[str], *, reporter: str, status: Status | None = None, 
                                  + (f"; unknown column(s) {unknown}" if unknown else ""))
         columns = header
     p = _Parser(columns, reporter, status, int(time.time()) if now is None else now)
-    rows: list[Row] = []
-    errors: list[RowError] = []
-    line = 1
+    plain = p.plain_reader()
+    c = Chunk([], [], [], [], [])
+    count = 0
     for rec in reader:
-        line = reader.line_num
-        if not rec or (len(rec) == 1 and not rec[0].strip()):
-            continue
-        if len(rec) > p.n:
-            errors.append(RowError(line, f"{len(rec)} fields, the header has {p.n}"))
-            continue
-        try:
-            rows.append(Row(line, p.plain_imei(rec) or p.entry(rec)))
-        except (ImeiError, EntryError) as exc:
-            errors.append(RowError(line, str(exc)))
-        if len(rows) + len(errors) >= chunk:
-            yield rows, errors
-            rows, errors = [], []
-    if rows or errors:
-        yield rows, errors
+        hit = plain(rec) if plain is not None else None
+        if hit is not None:
+            if keep:
+                c.lines.append(reader.line_num)
+                c.keys.append(hit[0])
+                c.specs.append(hit[1])
+            else:
+                c.skipped += 1
+        else:
+            line = reader.line_num
+            if not rec or (len(rec) == 1 and not rec[0].strip()):
+                continue
+            if len(rec) > p.n:
+                c.bad.append(RowError(line, f"{len(rec)} fields, the header has {p.n}"))
+            else:
+                try:
+                    entry = p.entry(rec)
+                    if keep:
+                        c.rows.append(Row(line, entry))
+                    else:
+                        c.skipped += 1
+                except (ImeiError, EntryError) as exc:
+                    c.bad.append(RowError(line, str(exc)))
+        count += 1
+        if count >= chunk:
+            yield c
+            c = Chunk([], [], [], [], [])
+            count = 0
+    if len(c):
+        yield c
+
+
+def read_rows(f: Iterable[str], *, reporter: str, status: Status | None = None, chunk: int = 20_000,
+              now: int | None = None) -> Iterator[tuple[list[Row], list[RowError]]]:
+    """Parse a CSV file into chunks of (rows, bad rows), every good row as an :class:`Entry`."""
+    for c in read_chunks(f, reporter=reporter, status=status, chunk=chunk, now=now):
+        yield c.all_rows(), c.bad
 
 
 def entry_row(e: Entry) -> list[str]:

@@ -76,6 +76,20 @@ if changed > 0 then redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k'
 return failed
 """
 
+# Bulk import of new keys (single node). KEYS: the change stream. ARGV: maxlen, change, then one string of
+# lines "bucket key,field,value" (computed by the client: string work is what costs most in Lua, and Redis
+# is the bottleneck of an import). HSETNX: a key that already has a value is left alone and reported.
+_ADD_NEW = """
+local failed = {}
+local i = 0
+for b, f, v in string.gmatch(ARGV[3], "([^,\\n]+),(%d+),([^\\n]+)") do
+  if redis.call('HSETNX', b, f, v) == 0 then failed[#failed + 1] = i end
+  i = i + 1
+end
+if i > #failed then redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k', ARGV[2]) end
+return failed
+"""
+
 # KEYS: rules hash, change stream. ARGV: ident, expected, new, maxlen.
 _CAS_RULE = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -163,6 +177,7 @@ class RedisStore(Store):
         self.buckets = 0
         self._lookup = self._r.register_script(_LOOKUP)
         self._cas_packed = self._r.register_script(_CAS_PACKED)
+        self._add_new = self._r.register_script(_ADD_NEW)
         self._cas_rule_s = self._r.register_script(_CAS_RULE)
         self._intern_s = self._r.register_script(_INTERN)
 
@@ -226,6 +241,39 @@ class RedisStore(Store):
             await self._call(pipe.execute())
             await self._call(self._r.xadd(self.k_changes, {"k": change}, maxlen=CHANGES_MAXLEN, approximate=True))
         return failed
+
+    async def add_new_values(self, keys: Sequence[str], values: Sequence[str], *,
+                             after: Awaitable[object] | None = None) -> list[int]:
+        await self._ready()
+        if not keys:
+            if after is not None:
+                await after
+            return []
+        buckets = self.buckets
+        change = ",".join(keys) if len(keys) <= 1000 else "*"
+        if self.cluster:  # buckets live in different slots: one HSETNX each, pipelined per node
+            pipe = self._r.pipeline()
+            for k, v in zip(keys, values, strict=True):
+                field, bucket = divmod(int(k), buckets)
+                pipe.hsetnx(self.bucket_key(bucket), str(field), v)
+            if after is not None:
+                await after
+            done = await self._call(pipe.execute())
+            failed = [i for i, ok in enumerate(done) if not ok]
+            if len(failed) < len(keys):
+                await self._call(self._r.xadd(self.k_changes, {"k": change}, maxlen=CHANGES_MAXLEN, approximate=True))
+            return failed
+        lines = []
+        prefix = f"{self.prefix}:i"
+        for k, v in zip(keys, values, strict=True):
+            field, bucket = divmod(int(k), buckets)
+            lines.append(f"{prefix}{bucket},{field},{v}")
+        packed = "\n".join(lines)
+        if after is not None:
+            await after
+        res = await self._call(self._add_new(keys=[self.k_changes],
+                                             args=[CHANGES_MAXLEN, change, packed]))
+        return [int(i) for i in res]
 
     async def _read_rules(self) -> dict[str, str]:
         raw = await self._call(self._r.hgetall(self.k_rules))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
 from eir.register.audit import AuditRecord
@@ -231,6 +231,25 @@ class Store(abc.ABC):
     async def rules(self) -> list[Entry]:
         """All range, TAC and TAC+SVN entries."""
         return [rule_from_text(t) for t in (await self._read_rules()).values()]
+
+    async def reporter_ids(self, names: Iterable[str]) -> dict[str, int]:
+        """The interned id of each reporter name (allocated in the store for new names)."""
+        return await self._rid_map(names)
+
+    async def add_new_values(self, keys: Sequence[str], values: Sequence[str], *,
+                             after: Awaitable[object] | None = None) -> list[int]:
+        """Bulk import's fast path: give each key its encoded value where the key has none yet, in one
+        round trip; return the indices of the keys that already had a value (left untouched, for the
+        caller to merge through :meth:`put_many`). Publishes one change.
+
+        ``after`` (the previous chunk's work) is awaited once the request is built and before the store
+        is touched: the client prepares a chunk while the store still applies the one before.
+        """
+        change = ",".join(keys) if len(keys) <= 1000 else "*"
+        ops: list[tuple[str, str | None, str | None]] = [(k, None, v) for k, v in zip(keys, values, strict=True)]
+        if after is not None:
+            await after
+        return await self._cas_values(ops, change)
 
     async def _rid_map(self, names: Iterable[str]) -> dict[str, int]:
         out: dict[str, int] = {}
