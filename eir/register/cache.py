@@ -2,10 +2,14 @@
 
 The cache holds, per 14-digit IMEI key, the store's encoded value of its IMEI-level entries (``codec``;
 "" caches "not listed"), decoded again on each hit. Decisions are recomputed from it and the in-memory
-rule index, so expiry and rule changes stay exact. Eviction is FIFO over insertion order, bounded by
-``max_size``.
+rule index, so expiry and rule changes stay exact.
 
-Why strings and not entry objects: a dict of strings is never tracked by CPython's cyclic garbage
+Eviction is first in, first out, a quarter of ``max_size`` at a time (:class:`protocols.segmented.
+SegmentedMap`): a dict evicting its oldest key per insert costs a scan over the deleted slots at its
+front (~50 µs per eviction at 100k entries, measured) and an ``OrderedDict`` a 10 ms table rebuild every
+so often, both paid by the event loop that answers the MMEs.
+
+Why strings and not entry objects: dicts of strings are never tracked by CPython's cyclic garbage
 collector, while 100k cached tuples of entries were (measured: 10-35 ms collections of the youngest
 generation every second or so while the cache filled, the largest part of the EIR's p99 latency).
 
@@ -16,17 +20,20 @@ happened while the lookup was in flight, so a concurrent change can never be cac
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import islice
+
+from protocols.segmented import SegmentedMap
 
 __all__ = ["EntryCache"]
 
+_SEGMENTS = 4
+
 
 class EntryCache:
-    """Bounded map IMEI key -> encoded IMEI-level entries ("" = none)."""
+    """Bounded map IMEI key -> encoded IMEI-level entries ("" = none), at most about ``max_size`` keys."""
 
     def __init__(self, max_size: int = 100_000) -> None:
         self.max_size = max_size
-        self._data: dict[str, str] = {}
+        self._data: SegmentedMap[str, str] = SegmentedMap(_SEGMENTS, max(1, max_size // _SEGMENTS))
         self.epoch = 0
         self.hits = 0
         self.misses = 0
@@ -42,13 +49,9 @@ class EntryCache:
     def put_many(self, items: Iterable[tuple[str, str]], epoch: int) -> None:
         if epoch != self.epoch or self.max_size <= 0:
             return
-        data = self._data
+        put = self._data.put
         for k, v in items:
-            data[k] = v
-        over = len(data) - self.max_size
-        if over > 0:  # the oldest ``over`` keys: O(over), never a copy of the whole map
-            for k in list(islice(data, over)):
-                del data[k]
+            put(k, v)
 
     def invalidate(self, keys: Iterable[str] | None) -> None:
         """Forget the keys (all keys when None)."""
@@ -57,7 +60,7 @@ class EntryCache:
             self._data.clear()
             return
         for k in keys:
-            self._data.pop(k, None)
+            self._data.pop(k)
 
     def __len__(self) -> int:
         return len(self._data)
