@@ -35,7 +35,11 @@ class SegmentedMap(Generic[K, V]):
         self.last: list[float] = [start]
 
     def get(self, key: K) -> V | None:
-        for seg in reversed(self._segs):  # newest first
+        segs = self._segs
+        v = segs[-1].get(key)  # newest first
+        if v is not None or len(segs) == 1:
+            return v
+        for seg in segs[-2::-1]:
             v = seg.get(key)
             if v is not None:
                 return v
