@@ -29,6 +29,7 @@ from eir.register.codec import encode_plain
 from eir.register.csvio import Chunk, PlainSpec, Row, RowError, read_chunks
 from eir.register.model import Status
 from eir.register.store import Store, StoreUnavailable
+from eir.register.validation import validate_file
 
 __all__ = ["ImportInterrupted", "ImportReport", "import_csv"]
 
@@ -140,13 +141,8 @@ async def _import(store: Store, path: Path, *, reporter: str, status: Status | N
                   chunk: int, progress: Callable[[str, int], None] | None) -> ImportReport:
     report = ImportReport()
     if strict:
-        with path.open(newline="", encoding="utf-8") as raw:
-            counted = _Counting(raw)
-            for c in read_chunks(counted, reporter=reporter, status=status, chunk=chunk, keep=False):
-                report.rows += len(c)
-                report.bad.extend(c.bad)
-                if progress is not None:
-                    progress("validating", counted.read)
+        report.rows, report.bad = await validate_file(path, reporter=reporter, status=status, chunk=chunk,
+                                                      progress=progress)
         if report.bad:
             report.applied_nothing = True
             return report
