@@ -41,6 +41,7 @@ __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
 DEFAULT_BUCKETS = 1 << 18
 CHANGES_MAXLEN = 100_000
 WATCH_BLOCK_MS = 300
+WATCH_COUNT = 1000
 _CONN_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError, rexc.ClusterDownError)
 
 _LOOKUP = """
@@ -108,6 +109,11 @@ id = redis.call('HINCRBY', KEYS[2], 'next_reporter', 1)
 redis.call('HSET', KEYS[1], ARGV[1], id)
 return id
 """
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _parse_url(url: str) -> tuple[str, str, dict[str, str]]:
@@ -324,7 +330,11 @@ class RedisStore(Store):
                     self.buckets = 0
                     await self._ready()
                     yield Change(None, rules=True)
-                res = await self._call(self._watch_r.xread({self.k_changes: last}, block=WATCH_BLOCK_MS, count=1000))
+                res = await self._call(self._watch_r.xread({self.k_changes: last}, block=WATCH_BLOCK_MS,
+                                                            count=WATCH_COUNT))
+                # A full batch: this reader is behind, and the capped stream may have dropped changes it never
+                # read. Then it starts afresh (everything invalidated, rules reloaded) rather than miss them.
+                gap = any(len(items) >= WATCH_COUNT for _s, items in res or ()) and await self._trimmed_after(last)
             except StoreUnavailable:
                 last = None
                 yield Change(None, rules=True, lost=True)
@@ -345,7 +355,20 @@ class RedisStore(Store):
                         everything = True
                     elif k:
                         keys.update(k.split(","))
+                if gap:
+                    everything = rules = True
                 yield Change(None if everything else frozenset(keys), rules=rules)
+
+    async def _trimmed_after(self, last: str) -> bool:
+        """True if the change stream's oldest entry is newer than ``last``: entries after ``last`` may be gone
+        (possibly a false alarm when ``last`` itself was the only one trimmed; a resync is then harmless)."""
+        if not await self._call(self._watch_r.exists(self.k_changes)):
+            return False
+        first = (await self._call(self._watch_r.xinfo_stream(self.k_changes))).get("first-entry")
+        if not first:
+            return False
+        fid = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
+        return _stream_id(fid) > _stream_id(last)
 
     async def audit_append(self, records: Sequence[AuditRecord]) -> None:
         if not records:

@@ -113,3 +113,30 @@ async def test_a_server_that_never_answers_gives_store_unavailable_within_the_ti
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_reader_that_fell_behind_a_trimmed_change_stream_resyncs(redis_server: RedisServer) -> None:
+    store = RedisStore(f"{redis_server.url}?prefix={unique_prefix()}&buckets=64")
+    raw = aioredis.Redis.from_url(redis_server.url)
+    feed = store.watch()
+    try:
+        await _listed(store, _keys(1))  # the stream holds an entry older than where the reader starts
+        first = await feed.__anext__()
+        assert first.keys is None and first.rules  # the initial resync
+        # 1500 changes that the reader has not read yet, none trimmed: a full batch of keys, no resync
+        for i in range(1500):
+            await raw.xadd(store.k_changes, {"k": f"{i:014d}"})
+        change = await feed.__anext__()
+        assert change.keys is not None and len(change.keys) == 1000
+        # 3000 more, then the stream is cut to its last 1000: the reader lost 2500 changes it never read
+        for i in range(3000):
+            await raw.xadd(store.k_changes, {"k": f"{10_000 + i:014d}"})
+        await raw.xtrim(store.k_changes, maxlen=1000, approximate=False)
+        change = await feed.__anext__()
+        assert change.keys is None and change.rules, "changes were lost: everything must be invalidated"
+    finally:
+        await feed.aclose()
+        await raw.delete(store.k_changes)
+        await raw.aclose()
+        await store.flush_prefix()
+        await store.close()
