@@ -36,14 +36,12 @@ class SegmentedMap(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         segs = self._segs
-        v = segs[-1].get(key)  # newest first
-        if v is not None or len(segs) == 1:
-            return v
-        for seg in segs[-2::-1]:
-            v = seg.get(key)
-            if v is not None:
-                return v
-        return None
+        i = len(segs) - 1
+        v = segs[i].get(key)  # newest first
+        while v is None and i:
+            i -= 1
+            v = segs[i].get(key)
+        return v
 
     def put(self, key: K, value: V, now: float = 0.0) -> None:
         newest = self._segs[-1]

@@ -160,8 +160,9 @@ class EquipmentChecker:
             self._record(request, d, now)
         return d
 
-    async def check_many(self, requests: Sequence[CheckRequest]) -> list[Decision]:
-        """Decide a batch: cache hits at once, all misses in one store round trip."""
+    async def check_many(self, requests: Sequence[CheckRequest], *, cached: bool = True) -> list[Decision]:
+        """Decide a batch: cache hits at once, all misses in one store round trip. ``cached=False`` skips the
+        cache probe (for requests that :meth:`check_cached` has just missed); results are still cached."""
         now = self.clock()
         idx = self._index(now)
         if idx is None:
@@ -173,7 +174,7 @@ class EquipmentChecker:
             assert idx is not None
         out: list[Decision | None] = [None] * len(requests)
         misses: list[int] = []
-        cache_get = self.cache.get if self._synced else None
+        cache_get = self.cache.get if self._synced and cached else None
         policy = self.policy
         decode = self.store.decode
         for i, r in enumerate(requests):

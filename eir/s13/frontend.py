@@ -168,7 +168,7 @@ class S13Frontend:
     async def _resolve(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
         try:
             self.metrics.store_round_trips.inc()
-            decisions = await self.checker.check_many([c for _, _, c, _ in batch])
+            decisions = await self.checker.check_many([c for _, _, c, _ in batch], cached=False)
         except Exception:  # e.g. a corrupt stored value: this batch gets 5012, the queue goes on
             log.exception("S13 decision batch of %d failed; answered 5012", len(batch))
             self._fail(batch)

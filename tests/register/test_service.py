@@ -79,6 +79,8 @@ async def test_batch_is_one_round_trip_and_hits_need_none(store: Store) -> None:
         again = await checker.check_many(batch)
         assert counter.calls == 1 and again == decisions
         assert checker.check_cached(req(K3)) == decisions[2]
+        # cached=False (the S13 front end's misses, already probed): straight to the store, same answers
+        assert await checker.check_many(batch, cached=False) == decisions and counter.calls == 2
 
 
 async def test_check_cached_miss_returns_none(store: Store) -> None:

@@ -46,7 +46,7 @@ class FakeChecker:
     def check_cached(self, request: CheckRequest) -> Decision | None:
         return None
 
-    async def check_many(self, requests: Sequence[CheckRequest]) -> list[Decision]:
+    async def check_many(self, requests: Sequence[CheckRequest], *, cached: bool = True) -> list[Decision]:
         self.calls += 1
         await asyncio.sleep(0)
         if self.fail_with is not None:
