@@ -27,7 +27,7 @@ from eir.register.service import EquipmentChecker
 async def run(url: str, path: Path, keys: list[int], ranges: int, batch: int, requests: int) -> None:
     store = RedisStore(url)
     t0 = time.perf_counter()
-    report = await import_csv(store, path, reporter="bench", strict=False, chunk=50_000)
+    report = await import_csv(store, path, reporter="bench", strict=False)
     print(f"loaded {report.applied:,} IMEIs in {time.perf_counter() - t0:.0f} s")
     rnd = random.Random(2)
     rules = []

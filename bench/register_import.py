@@ -25,7 +25,7 @@ from eir.register.redis_store import RedisStore
 
 async def _import(store: RedisStore | MemoryStore, path: Path, strict: bool = False) -> tuple[float, int]:
     t0 = time.perf_counter()
-    report = await import_csv(store, path, reporter="bench", strict=strict, chunk=50_000)
+    report = await import_csv(store, path, reporter="bench", strict=strict)
     dt = time.perf_counter() - t0
     assert report.ok, (report.bad[:3], report.conflicts[:3])
     await store.close()  # so no client query buffer is counted in used_memory
