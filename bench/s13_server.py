@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -59,11 +61,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def server_histogram(admin: int) -> dict[float, float]:
+    """Cumulative buckets of ``eir_request_latency_seconds`` from the EIR's own /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[float, float] = {}
+    for m in re.finditer(r'^eir_request_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        out[float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (s) of the bucket holding quantile ``q`` of what was observed between the scrapes."""
+    total = after[float("inf")] - before.get(float("inf"), 0.0)
+    for bound in sorted(after):
+        if after[bound] - before.get(bound, 0.0) >= q * total:
+            return bound
+    return float("inf")
+
+
 def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
-            saturate: float) -> list[str]:
+            saturate: float, admin: int | None = None) -> list[str]:
     rows = []
     # The fixed rate first: a saturation run leaves the server a backlog that would still be draining.
     for label, rate, duration in (("fixed", args.rate, args.duration), ("saturation", saturate, args.duration)):
+        before = server_histogram(admin) if admin is not None and label == "fixed" else {}
         res: LoadResult = run_load(LoadConfig(
             "127.0.0.1", port, rate, duration, max_requests=int(rate * duration), workers=1, mmes=1,
             devices=devices, timeout=5.0, max_in_flight=4096 if label == "saturation" else 20_000,
@@ -72,6 +94,11 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
         rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
                     f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} |")
         print(rows[-1], flush=True)
+        if before:
+            after = server_histogram(admin)  # type: ignore[arg-type]
+            p50, p99 = (quantile_bound(before, after, q) * 1e3 for q in (0.5, 0.99))
+            print(f"#   {name}, {label}: its own histogram (request decoded -> answer queued; cache hits count 0): "
+                  f"p50 <= {p50:g} ms, p99 <= {p99:g} ms", flush=True)
     return rows
 
 
@@ -114,12 +141,17 @@ def main() -> None:
         for name, cmd in servers:
             port = free_port()
             flag = ["--port", str(port)] if "naive" in name else ["--listen", f"127.0.0.1:{port}"]
+            admin = free_port() if name.startswith("eir serve") else None
+            if admin is not None:
+                flag += ["--admin-listen", f"127.0.0.1:{admin}"]
             proc = subprocess.Popen([*cmd, *flag], env={**os.environ, "PYTHONPATH": os.getcwd()},
                                     stdout=subprocess.DEVNULL)
             try:
                 wait_port(port, proc)
                 saturate = args.saturate if "naive" not in name else 3_000
-                measure(name, port, devices, args, saturate)
+                if admin is not None:
+                    wait_port(admin, proc)
+                measure(name, port, devices, args, saturate, admin)
             finally:
                 stop(proc)
 
