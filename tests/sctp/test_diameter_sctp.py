@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from eir.diameter.transport import DiameterNode, NodeConfig, PeerLink, TransportKind
+from eir.diameter.transport import DiameterNode, TransportKind
 from eir.net.sctp import DIAMETER_PPID, create_sctp_connection_socket, enable_recv_rcvinfo, recv_with_ppid
 from protocols.diameter import Message, decode_message, encode_message
 from protocols.diameter import base_rfc6733 as base
-from protocols.diameter.capabilities import Capabilities
-from protocols.diameter.events import DisconnectRequested, Event
-from protocols.diameter.peer import PeerConfig
+from protocols.diameter.events import DisconnectRequested
 from protocols.diameter.peer_state import State
-from tests.peer.helpers import DICT, EIR, MME, caps, cer, eca, ecr
+from tests.peer.helpers import EIR, MME, cer, ecr
+from tests.transport.support import Recorder, node_pair, record_events
 
 pytestmark = pytest.mark.sctp
 
@@ -30,42 +28,12 @@ TIMEOUT = 10.0
 SCTP = TransportKind.SCTP
 
 
-def _config(local: Any) -> NodeConfig:
-    c: Capabilities = caps(local)
-    return NodeConfig(PeerConfig(c, DICT))
-
-
-def _answer_all(link: PeerLink, batch: list[Message]) -> None:
-    for req in batch:
-        link.answer(eca(req), req)
-
-
-def _tap(link: PeerLink) -> list[Event]:
-    seen: list[Event] = []
-    original = link._dispatch
-
-    def tap(events: Any) -> None:
-        events = list(events)
-        seen.extend(events)
-        original(events)
-
-    link._dispatch = tap  # type: ignore[method-assign]
-    return seen
-
-
 @contextlib.asynccontextmanager
 async def sctp_nodes() -> AsyncIterator[tuple[DiameterNode, DiameterNode, int]]:
     loop = asyncio.get_running_loop()
     assert type(loop).__module__.startswith("asyncio."), "SCTP needs the stdlib loop"
-    server = DiameterNode(_config(EIR), _answer_all)
-    client = DiameterNode(_config(MME))
-    srv = await server.listen("127.0.0.1", 0, SCTP)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield server, client, port
-    finally:
-        await client.close(timeout=2.0)
-        await server.close(timeout=2.0)
+    async with node_pair(Recorder(), kind=SCTP) as nodes:
+        yield nodes
 
 
 async def test_cer_cea_and_100_ecrs_over_sctp() -> None:
@@ -101,7 +69,7 @@ async def test_dpr_dpa_through_close_over_sctp() -> None:
     async with sctp_nodes() as (server, client, port):
         link = await client.connect("127.0.0.1", port, SCTP, timeout=TIMEOUT)
         (srv,) = server.links
-        events = _tap(srv)
+        events = record_events(srv)
         await asyncio.wait_for(client.close(base.DisconnectCause.BUSY, timeout=TIMEOUT), TIMEOUT + 1)
         assert await asyncio.wait_for(link.closed, TIMEOUT) == "DPA received"
         await asyncio.wait_for(srv.closed, TIMEOUT)

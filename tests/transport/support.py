@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eir.diameter.transport import DiameterNode, NodeConfig, PeerLink
+from eir.diameter.transport import DiameterNode, NodeConfig, PeerLink, TransportKind
 from protocols.diameter import Message, encode_message
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter.events import Event
@@ -19,7 +19,8 @@ from tests.peer.helpers import EIR, MME, caps, cer, eca, ecr
 
 WAIT = 10.0  # generous bound on every wait: a hang fails, slowness does not
 
-__all__ = ["WAIT", "RawClient", "Recorder", "eca", "ecr", "eventually", "node_pair", "server_link"]
+__all__ = ["WAIT", "RawClient", "Recorder", "eca", "ecr", "eventually", "node_pair", "peer_config", "record_events",
+           "server_link"]
 
 
 def peer_config(local: Any = EIR, **kw: Any) -> PeerConfig:
@@ -88,11 +89,12 @@ def record_events(link: PeerLink) -> list[Event]:
 
 @contextlib.asynccontextmanager
 async def node_pair(handler: Any = None, *, server_cfg: NodeConfig | None = None,
-                    client_cfg: NodeConfig | None = None) -> AsyncIterator[tuple[DiameterNode, DiameterNode, int]]:
+                    client_cfg: NodeConfig | None = None,
+                    kind: TransportKind = TransportKind.TCP) -> AsyncIterator[tuple[DiameterNode, DiameterNode, int]]:
     """A listening EIR node on a free loopback port and an MME node (not yet connected)."""
     server = DiameterNode(server_cfg or NodeConfig(peer_config(EIR)), handler)
     client = DiameterNode(client_cfg or NodeConfig(peer_config(MME)))
-    srv = await server.listen("127.0.0.1", 0)
+    srv = await server.listen("127.0.0.1", 0, kind)
     port = srv.sockets[0].getsockname()[1]
     try:
         yield server, client, port
