@@ -21,8 +21,6 @@ import argparse
 import os
 import random
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,31 +32,9 @@ import redis
 
 from bench.register_common import generate_csv, machine, private_redis
 from testbed.loadgen import LoadConfig, LoadResult, run_load
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process, wait_port
 
 BIN = Path(sys.executable).parent
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port} after {timeout}s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def server_histogram(admin: int) -> dict[float, float]:
@@ -147,13 +123,13 @@ def main() -> None:
             proc = subprocess.Popen([*cmd, *flag], env={**os.environ, "PYTHONPATH": os.getcwd()},
                                     stdout=subprocess.DEVNULL)
             try:
-                wait_port(port, proc)
+                wait_port(port, proc, 60)
                 saturate = args.saturate if "naive" not in name else 3_000
                 if admin is not None:
-                    wait_port(admin, proc)
+                    wait_port(admin, proc, 60)
                 measure(name, port, devices, args, saturate, admin)
             finally:
-                stop(proc)
+                stop_process(proc, 20)
 
 
 if __name__ == "__main__":

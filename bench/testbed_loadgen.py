@@ -11,29 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 from testbed.loadgen import LoadConfig, run_load
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"responder did not listen on {port}")
+from tests.support.servers import free_port, stop_process, wait_port
 
 
 def main() -> None:
@@ -48,7 +30,7 @@ def main() -> None:
     resp = subprocess.Popen([eir, "testbed", "responder", "--listen", f"127.0.0.1:{port}",
                              "--workers", str(args.responder_workers)])
     try:
-        wait_port(port)
+        wait_port(port, resp, 10)
         print(f"{'workers':>7} {'offered/s':>10} {'answered/s':>11} {'sustained/s':>12} {'timeouts':>9} "
               f"{'p50 ms':>8} {'p99 ms':>8} "
               f"{'p99.9 ms':>9} {'max ms':>8}")
@@ -62,12 +44,7 @@ def main() -> None:
             if res.errors:
                 print("  errors:", res.errors)
     finally:
-        resp.send_signal(signal.SIGTERM)
-        try:
-            resp.wait(10)
-        except subprocess.TimeoutExpired:
-            resp.kill()
-            resp.wait()
+        stop_process(resp, 10)
 
 
 if __name__ == "__main__":

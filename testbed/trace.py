@@ -37,13 +37,8 @@ class PcapTrace:
         self._n = 0
         self._events: list[tuple[float, int, int, bytes]] = []  # (ts, connection key, side, bytes)
         self._keys: dict[int, int] = {}
-        # Loop time -> wall time for pcap timestamps.
-        import asyncio
-
-        try:
-            self._offset = time.time() - asyncio.get_running_loop().time()
-        except RuntimeError:
-            self._offset = time.time() - time.monotonic()
+        # time.monotonic() (what the simulated MMEs time with) -> wall time for pcap timestamps.
+        self._offset = time.time() - time.monotonic()
 
     def _key(self, link: object) -> int:
         return self._keys.setdefault(id(link), len(self._keys))

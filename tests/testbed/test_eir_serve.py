@@ -22,7 +22,7 @@ from testbed.attach import run_attach
 from testbed.population import CATEGORIES
 from testbed.scenario import parse_scenario
 from testbed.seeding import seed_store
-from tests.support.servers import free_port, start_redis
+from tests.support.servers import free_port, start_redis, stop_process, wait_port
 
 EIR = str(Path(sys.executable).with_name("eir"))
 SCEN = {
@@ -34,36 +34,15 @@ SCEN = {
 }
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    import socket
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"eir serve exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"eir serve did not listen on {port}")
-
-
 @contextmanager
 def eir_serve(store: str, port: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([EIR, "serve", "--listen", f"127.0.0.1:{port}", "--store", store,
                              "--log-level", "warning", *extra], env={**os.environ})
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 @pytest.mark.redis
@@ -121,7 +100,7 @@ async def test_eir_restarted_mid_run_reconnects_and_counts_failures(tmp_path: Pa
         return p
 
     first = start()
-    await asyncio.to_thread(_wait_port, port, first)
+    await asyncio.to_thread(wait_port, port, first)
 
     async def restart() -> None:
         await started.wait()
@@ -129,7 +108,7 @@ async def test_eir_restarted_mid_run_reconnects_and_counts_failures(tmp_path: Pa
         first.send_signal(signal.SIGKILL)  # a crash: no DPR, in-flight requests are lost
         await asyncio.to_thread(first.wait, 10)
         second = start()
-        await asyncio.to_thread(_wait_port, port, second)
+        await asyncio.to_thread(wait_port, port, second)
 
     task = asyncio.create_task(restart())
     try:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from testbed.report import write_report
 from testbed.responder import ResponderConfig, answer_template, serve_responder
 from testbed.scenario import parse_scenario
 from testbed.trace import PcapTrace
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_port
 
 SCEN = {
     "name": "loop", "seed": 11,
@@ -143,7 +142,7 @@ def test_cli_load_against_responder_and_report(tmp_path: Path) -> None:
     eir_bin = str(Path(sys.executable).with_name("eir"))
     resp = subprocess.Popen([eir_bin, "testbed", "responder", "--listen", f"127.0.0.1:{port}"])
     try:
-        _wait_port(port)
+        wait_port(port, timeout=15)
         out = subprocess.run([eir_bin, "testbed", "load", "--eir", f"127.0.0.1:{port}", "--rate", "3000",
                               "--duration", "1", "--quiet", "--report", str(tmp_path)],
                              capture_output=True, text=True, timeout=60)
@@ -171,7 +170,7 @@ def test_cli_load_with_scenario_flags_wrong_answers(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(SCEN))
     resp = subprocess.Popen([eir_bin, "testbed", "responder", "--listen", f"127.0.0.1:{port}"])
     try:
-        _wait_port(port)
+        wait_port(port, timeout=15)
         out = subprocess.run([eir_bin, "testbed", "load", "--eir", f"127.0.0.1:{port}", "--rate", "2000",
                               "--duration", "1", "--mmes", "3", "--workers", "1", "--quiet", "--scenario",
                               str(tmp_path / "s.yaml"), "--report", str(tmp_path / "r")],
@@ -199,21 +198,11 @@ async def test_responder_in_process_answers() -> None:
     mme = SimulatedMme(MmeSpec("m", "m.test", "test", PROFILES["magma"]), eir_realm="localdomain")
     await mme.connect("127.0.0.1", port)
     plan = parse_scenario(SCEN).build()
-    res = await mme.run(plan.devices[0], Procedure.ATTACH, asyncio.get_running_loop().time())
+    res = await mme.run(plan.devices[0], Procedure.ATTACH, time.monotonic())
     assert res.answer is EirAnswer.BLACK and not res.outcome.accepted
     await mme.close()
     stop.set()
     assert await task == 1
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.mark.parametrize("seed_lists", [True, False], ids=["seeded", "misconfigured-no-lists"])
@@ -231,7 +220,7 @@ def test_attach_against_eir_serve_memory_store(tmp_path: Path, seed_lists: bool)
     serve = subprocess.Popen([eir_bin, "serve", "--listen", f"127.0.0.1:{port}", "--store", store,
                               "--log-level", "warning"], env={**os.environ})
     try:
-        _wait_port(port)
+        wait_port(port, timeout=15)
         out = subprocess.run([eir_bin, "testbed", "attach", "--eir", f"127.0.0.1:{port}", "--scenario",
                               str(scen_path), "--quiet", "--report", str(tmp_path / "rep")],
                              capture_output=True, text=True, timeout=90)
