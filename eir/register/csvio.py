@@ -31,8 +31,8 @@ from typing import TextIO
 from eir.identity import ImeiError, parse_imei, parse_tac
 from eir.register.model import Entry, EntryError, Granularity, Reason, Status, validate_imsi
 
-__all__ = ["HEADER", "Chunk", "CsvFormatError", "PlainSpec", "Row", "RowError", "format_time", "parse_time",
-           "read_chunks", "read_rows", "write_entries"]
+__all__ = ["HEADER", "Chunk", "CountedLines", "CsvFormatError", "PlainSpec", "Row", "RowError", "format_time",
+           "parse_time", "read_chunks", "read_rows", "write_entries"]
 
 HEADER = ("kind", "imei", "last", "status", "reason", "reporter", "imsi", "svn", "created", "expires")
 _GSMA = {"imei_start": "imei", "imei_end": "last", "reason_code": "reason", "reporting_org": "reporter",
@@ -57,6 +57,19 @@ class RowError:
 class Row:
     line: int
     entry: Entry
+
+
+class CountedLines:
+    """Iterate a text file's lines, counting the characters read (for progress bars)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = lines
+        self.read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.lines:
+            self.read += len(line)
+            yield line
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eir.register.codec import encode_plain
-from eir.register.csvio import Chunk, PlainSpec, Row, RowError, read_chunks
+from eir.register.csvio import Chunk, CountedLines, PlainSpec, Row, RowError, read_chunks
 from eir.register.model import Status
 from eir.register.store import Store, StoreUnavailable
 from eir.register.validation import validate_file
@@ -37,19 +37,6 @@ __all__ = ["IMPORT_CHUNK", "ImportInterrupted", "ImportReport", "import_csv"]
 #: rows hold it about 10 ms (2 µs a row), so running EIRs' lookups wait at most that long during an
 #: import. Measured: 2,000 to 50,000 rows per chunk import at the same rate (bench/register_import.py).
 IMPORT_CHUNK = 5_000
-
-
-class _Counting:
-    """Iterate a text file's lines, counting characters read (for the progress bar)."""
-
-    def __init__(self, lines: Iterator[str]) -> None:
-        self.lines = lines
-        self.read = 0
-
-    def __iter__(self) -> Iterator[str]:
-        for line in self.lines:
-            self.read += len(line)
-            yield line
 
 
 @dataclass(slots=True)
@@ -174,7 +161,7 @@ async def _import(store: Store, path: Path, *, reporter: str, status: Status | N
     await store._begin_write()  # one write group: the embedded store saves its file once, at the end
     tasks: list[asyncio.Task[tuple[int, list[RowError]]]] = []
     with path.open(newline="", encoding="utf-8") as raw:
-        f = _Counting(raw)
+        f = CountedLines(raw)
         try:
             for c in read_chunks(f, reporter=reporter, status=status, chunk=chunk):
                 report.rows += len(c)

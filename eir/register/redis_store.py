@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from eir.register.audit import AUDIT_FIELDS, AuditRecord
 from eir.register.codec import bucket_of, key_of
 from eir.register.redis_lookup import LookupChannel
-from eir.register.store import Change, Store, StoreConfigError, StoreUnavailable
+from eir.register.store import Change, Store, StoreConfigError, StoreUnavailable, change_of
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
 
@@ -256,7 +256,7 @@ class RedisStore(Store):
                 await after
             return []
         buckets = self.buckets
-        change = ",".join(keys) if len(keys) <= 1000 else "*"
+        change = change_of(keys)
         if self.cluster:  # buckets live in different slots: one HSETNX each, pipelined per node
             pipe = self._r.pipeline()
             for k, v in zip(keys, values, strict=True):

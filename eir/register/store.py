@@ -124,6 +124,15 @@ def _split_ident(ident: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) > 2 else None
 
 
+#: A change entry lists the changed IMEI keys up to this many; beyond, it says "*" (everything changed).
+CHANGE_KEYS_MAX = 1000
+
+
+def change_of(keys: Sequence[str]) -> str:
+    """The change-feed entry for a write of ``keys``."""
+    return ",".join(keys) if len(keys) <= CHANGE_KEYS_MAX else "*"
+
+
 class Store(abc.ABC):
     """One register store. Every method may raise :class:`StoreUnavailable`."""
 
@@ -245,7 +254,7 @@ class Store(abc.ABC):
         ``after`` (the previous chunk's work) is awaited once the request is built and before the store
         is touched: the client prepares a chunk while the store still applies the one before.
         """
-        change = ",".join(keys) if len(keys) <= 1000 else "*"
+        change = change_of(keys)
         ops: list[tuple[str, str | None, str | None]] = [(k, None, v) for k, v in zip(keys, values, strict=True)]
         if after is not None:
             await after
@@ -342,7 +351,7 @@ class Store(abc.ABC):
                 owners.setdefault(e.key, []).append(i)
             ops = [(k, current[k], encode_value(merged[k].values(), rid)) for k in owners]
             ops = [op for op in ops if op[1] != op[2]]
-            change = ",".join(k for k, _, _ in ops) if len(ops) <= 1000 else "*"
+            change = change_of([k for k, _, _ in ops])
             failed = await self._cas_values(ops, change) if ops else []
             failed_keys = {ops[j][0] for j in failed}
             conflicts.extend(c for c in round_conflicts if entries[c[0]].key not in failed_keys)

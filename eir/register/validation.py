@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from eir.register.csvio import RowError, read_chunks
+from eir.register.csvio import CountedLines, RowError, read_chunks
 from eir.register.model import Status
 
 __all__ = ["PARALLEL_MIN_BYTES", "validate_file"]
@@ -87,20 +87,13 @@ def _serial(path: Path, reporter: str, status: Status | None, chunk: int,
             progress: Callable[[str, int], None] | None) -> tuple[int, list[RowError]]:
     rows = 0
     bad: list[RowError] = []
-    read = 0
     with path.open(newline="", encoding="utf-8") as raw:
-
-        def counted() -> Iterator[str]:
-            nonlocal read
-            for line in raw:
-                read += len(line)
-                yield line
-
-        for c in read_chunks(counted(), reporter=reporter, status=status, chunk=chunk, keep=False):
+        counted = CountedLines(raw)
+        for c in read_chunks(counted, reporter=reporter, status=status, chunk=chunk, keep=False):
             rows += len(c)
             bad.extend(c.bad)
             if progress is not None:
-                progress("validating", read)
+                progress("validating", counted.read)
     return rows, bad
 
 
