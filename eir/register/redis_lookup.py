@@ -25,7 +25,7 @@ import hiredis
 
 from eir.register.store import StoreUnavailable
 
-__all__ = ["LOOKUP_PACKED", "LookupChannel"]
+__all__ = ["LOOKUP_PACKED", "LookupChannel", "unpack_values"]
 
 #: ARGV: buckets B, key prefix, "k1,k2,...". Same bucket/field arithmetic as ``codec.bucket_of``
 #: (14-digit keys are exact in Lua's doubles). Stored values never contain a comma (``codec``).
@@ -44,6 +44,14 @@ end
 return table.concat(out, ',')
 """
 _SHA = hashlib.sha1(LOOKUP_PACKED.encode()).hexdigest().encode()
+
+
+def unpack_values(reply: bytes, n: int, label: str) -> list[str | None]:
+    """The values of a ``LOOKUP_PACKED`` reply for ``n`` keys (None where nothing is listed)."""
+    values = reply.decode().split(",")
+    if len(values) != n:
+        raise StoreUnavailable(f"redis store {label}: {len(values)} values for {n} keys")
+    return [v or None for v in values]
 
 
 def _command(*args: bytes) -> bytes:
@@ -117,10 +125,7 @@ class LookupChannel:
             reply = await self._ask(_command(b"EVAL", LOOKUP_PACKED.encode(), b"0", *args))
         if isinstance(reply, hiredis.ReplyError):
             raise StoreUnavailable(f"redis store {self.label}: lookup failed: {reply}")
-        values = reply.decode().split(",")
-        if len(values) != len(keys):
-            raise StoreUnavailable(f"redis store {self.label}: {len(values)} values for {len(keys)} keys")
-        return [v or None for v in values]
+        return unpack_values(reply, len(keys), self.label)
 
     async def _ask(self, payload: bytes) -> Any:
         proto = self._proto

@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 
 from eir.register.audit import AUDIT_FIELDS, AuditRecord
 from eir.register.codec import bucket_of, key_of
-from eir.register.redis_lookup import LookupChannel
+from eir.register.redis_lookup import LOOKUP_PACKED, LookupChannel, unpack_values
 from eir.register.store import Change, Store, StoreConfigError, StoreUnavailable, change_of
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
@@ -43,12 +43,6 @@ CHANGES_MAXLEN = 100_000
 WATCH_BLOCK_MS = 300
 WATCH_COUNT = 1000
 _CONN_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError, rexc.ClusterDownError)
-
-_LOOKUP = """
-local out = {}
-for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) end
-return out
-"""
 
 # Single node only (buckets are computed here, so they are not declared keys; a cluster compares and sets
 # with separate commands). KEYS: the change stream. ARGV: maxlen, change, buckets B, key prefix, then one
@@ -181,7 +175,7 @@ class RedisStore(Store):
         self.k_rules, self.k_changes = f"{{{p}}}:rules", f"{{{p}}}:changes"
         self.k_audit = f"{p}:audit"
         self.buckets = 0
-        self._lookup = self._r.register_script(_LOOKUP)
+        self._lookup = self._r.register_script(LOOKUP_PACKED)  # TLS (rediss://): the channel's script via redis-py
         self._cas_packed = self._r.register_script(_CAS_PACKED)
         self._add_new = self._r.register_script(_ADD_NEW)
         self._cas_rule_s = self._r.register_script(_CAS_RULE)
@@ -214,14 +208,13 @@ class RedisStore(Store):
             return []
         if self._channel is not None:
             return await self._channel.lookup(keys, self.buckets)
-        locs = [self._locate(k) for k in keys]
-        if self.cluster:
-            pipe = self._r.pipeline()
-            for b, f in locs:
-                pipe.hget(b, f)
-            raw = await self._call(pipe.execute())
-        else:
-            raw = await self._call(self._lookup(keys=[b for b, _ in locs], args=[f for _, f in locs]))
+        if not self.cluster:
+            packed = await self._call(self._lookup(args=[self.buckets, self.prefix, ",".join(keys)]))
+            return unpack_values(packed, len(keys), self.url)
+        pipe = self._r.pipeline()
+        for b, f in (self._locate(k) for k in keys):
+            pipe.hget(b, f)
+        raw = await self._call(pipe.execute())
         return [None if v is None else v.decode() for v in raw]
 
     async def _cas_values(self, ops: Sequence[tuple[str, str | None, str | None]], change: str) -> list[int]:

@@ -52,6 +52,23 @@ async def test_concurrent_lookups_share_one_connection_and_get_their_own_replies
         await store.close()
 
 
+async def test_without_the_channel_redis_py_gives_the_same_values(redis_server: RedisServer) -> None:
+    """rediss:// (TLS) lookups go through redis-py with the same script: checked here over plain TCP."""
+    store = RedisStore(f"{redis_server.url}?prefix={unique_prefix()}&buckets=256")
+    try:
+        keys = _keys(500, seed=3)
+        await _listed(store, keys[::3])
+        with_channel = await store._read_values(keys)
+        assert store._channel is not None
+        store._channel.close()
+        store._channel = None
+        assert await store._read_values(keys) == with_channel
+        assert [v is not None for v in with_channel] == [i % 3 == 0 for i in range(len(keys))]
+    finally:
+        await store.flush_prefix()
+        await store.close()
+
+
 async def test_script_flushed_or_redis_restarted_is_recovered_from(tmp_path: Path) -> None:
     with start_redis(tmp_path / "r") as server:
         store = RedisStore(f"{server.url}?prefix=p&buckets=64&timeout=1")
