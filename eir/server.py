@@ -95,6 +95,10 @@ class EirServer:
                        allowed_addresses=allow.allows_address if allow.networks else None),
             self.frontend,
         )
+        if cfg.admin.listen is not None:
+            # Before the Diameter ports: starting the HTTP app (importing FastAPI) holds the loop for a second
+            # or so, which must not happen to MMEs that are already connected and sending.
+            await self._start_admin(store)
         kind = TransportKind(d.transport)
         for host, port in d.listen:
             server = await self.node.listen(host, port, kind, reuse_port=cfg.workers > 1)
@@ -103,8 +107,6 @@ class EirServer:
                 self.bound.append((str(name[0]), int(name[1])))
         log.info("worker=%d listening=%s transport=%s store=%s origin_host=%s", self.worker,
                  ",".join(f"{h}:{p}" for h, p in self.bound), d.transport, store.url, d.origin_host)
-        if cfg.admin.listen is not None:
-            await self._start_admin(store)
 
     async def _start_admin(self, store: object) -> None:
         from eir.admin import serve_admin

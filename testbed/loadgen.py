@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import queue
+import random
 import struct
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from testbed.eca import FastClassifier
 from testbed.latency import LatencyRecorder, summarize
 from testbed.mme import build_ecr, mme_capabilities
 from testbed.responder import run_fast
+from testbed.ticker import make_ticker
 
 __all__ = ["LoadConfig", "LoadResult", "run_load"]
 
@@ -65,6 +67,8 @@ class LoadConfig:
     #: Keep one ECR/ECA exchange in ``pcap_sample`` for the trace (0: none), at most ``pcap_max`` per worker.
     pcap_sample: int = 0
     pcap_max: int = 20_000
+    #: Seconds between sending rounds (:mod:`testbed.ticker`): a request waits up to this long to go out.
+    tick: float = 0.0001
 
     def origin_host(self, k: int) -> str:
         return f"{self.origin_prefix}-mme{k + 1}.testbed.localdomain"
@@ -276,10 +280,15 @@ class _Worker:
         tmpl = self.templates()
         ndev = len(self.expected)
         per_conn = [tmpl[j * ndev:(j + 1) * ndev] for j in range(len(conns))]
+        tick, close_ticker = make_ticker(cfg.tick)
         go()
         pack = _HEADER.pack
         pending = self.pending
         self.t0 = t0 = time.monotonic()
+        # RFC 6733 §3: End-to-End ids start with the low 12 bits of the time and random low bits, so a run
+        # started after another one against the same EIR is not answered from its duplicate cache (§5.5.4:
+        # Origin-Host and End-to-End id seen within the window) with the earlier run's answers.
+        e2e_base = ((int(time.time()) & 0xFFF) << 20) | random.getrandbits(20)
         i = 0
         last_report = 0.0
         last_sweep = 0.0
@@ -295,7 +304,8 @@ class _Worker:
                 head, tail = per_conn[ci][i // nconn % ndev]
                 body = head + b"%010d" % i + tail
                 hbh = i & 0xFFFFFFFF
-                msg = pack(0x01000000 | (20 + len(body)), 0xC0000000 | 324, 16777252, hbh, hbh) + body
+                msg = pack(0x01000000 | (20 + len(body)), 0xC0000000 | 324, 16777252, hbh,
+                           (e2e_base + i) & 0xFFFFFFFF) + body
                 conn.out.append(msg)
                 if sample and i % sample == 0 and len(self.samples) + len(self.sampling) < cfg.pcap_max:
                     self.sampling[hbh] = (self.share[ci], msg, time.time())
@@ -313,7 +323,8 @@ class _Worker:
                 progress(self.snapshot(now))
             if all(c.closed for c in conns):
                 break
-            await asyncio.sleep(0.001)
+            await tick()
+        close_ticker()
         self.sent = i
         end = time.monotonic() + cfg.timeout
         while pending and time.monotonic() < end:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from eir.identity import Imei
 from eir.register.model import Entry, Granularity, Reason, Status
 
-__all__ = ["CheckRequest", "Decision", "Outcome"]
+__all__ = ["CheckRequest", "Decision", "Outcome", "Verdict"]
 
 
 class Outcome(enum.StrEnum):
@@ -39,6 +40,16 @@ class CheckRequest:
         return self.svn if self.svn is not None else self.imei.svn
 
 
+class Verdict(NamedTuple):
+    """What a protocol front end answers with: the outcome and the Equipment-Status to send (None: unknown
+    equipment, or the store unavailable). The part of a :class:`Decision` that goes on the wire; an EIR's
+    hot path asks for verdicts (``EquipmentChecker.verdict_cached``), which a plain IMEI entry gives without
+    any entry or decision object being built."""
+
+    outcome: Outcome
+    status: Status | None
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The register's answer.
@@ -62,6 +73,10 @@ class Decision:
     @property
     def available(self) -> bool:
         return self.outcome is not Outcome.STORE_UNAVAILABLE
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.outcome, self.status)
 
     @property
     def detail(self) -> str:

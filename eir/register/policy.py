@@ -20,14 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eir.register.decision import Decision, Outcome
+from eir.register.decision import Decision, Outcome, Verdict
 from eir.register.model import Entry, Granularity, Status
 from eir.register.rules import RuleIndex
 
-__all__ = ["Policy", "decide", "unavailable"]
+__all__ = ["PLAIN_VERDICTS", "UNAVAILABLE", "Policy", "decide", "unavailable"]
 
 _OUTCOME = {Status.WHITE: Outcome.WHITE, Status.GREY: Outcome.GREY, Status.BLACK: Outcome.BLACK}
 _UNKNOWN = Decision(Outcome.UNKNOWN, None)
+#: The verdict when an IMEI's only entry is a plain IMEI entry without expiry: level 2 decides, whatever the
+#: IMSI, the SVN or the rules (no pairing exists, and level 2 comes before every rule).
+PLAIN_VERDICTS = {st: Verdict(_OUTCOME[st], st) for st in Status}
+UNAVAILABLE = Verdict(Outcome.STORE_UNAVAILABLE, None)
 
 
 @dataclass(frozen=True, slots=True)

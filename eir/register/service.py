@@ -19,15 +19,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from eir.identity import Imei
 from eir.register.audit import AuditRecord
 from eir.register.cache import EntryCache
-from eir.register.decision import CheckRequest, Decision, Outcome
+from eir.register.codec import plain_status
+from eir.register.decision import CheckRequest, Decision, Outcome, Verdict
 from eir.register.model import Entry
-from eir.register.policy import Policy, decide, unavailable
+from eir.register.policy import PLAIN_VERDICTS, UNAVAILABLE, Policy, decide, unavailable
 from eir.register.rules import RuleIndex
 from eir.register.store import Change, Store, StoreUnavailable
 
-__all__ = ["CheckRequest", "Decision", "EquipmentChecker", "Outcome", "Policy"]
+__all__ = ["Check", "CheckRequest", "Decision", "EquipmentChecker", "Outcome", "Policy", "Verdict"]
+
+#: (14-digit IMEI key, IMSI, SVN, requester) of one check on a front end's hot path (see ``verdict_cached``).
+Check = tuple[str, str | None, str | None, str | None]
 
 log = logging.getLogger(__name__)
 AUDIT_BUFFER_MAX = 100_000
@@ -164,14 +169,10 @@ class EquipmentChecker:
         """Decide a batch: cache hits at once, all misses in one store round trip. ``cached=False`` skips the
         cache probe (for requests that :meth:`check_cached` has just missed); results are still cached."""
         now = self.clock()
-        idx = self._index(now)
-        if idx is None:
-            try:
-                await self._reload_rules()
-            except StoreUnavailable as exc:
-                return self._all_unavailable(requests, str(exc), now)
-            idx = self._index(now)
-            assert idx is not None
+        try:
+            idx = await self._ready_index(now)
+        except StoreUnavailable as exc:
+            return self._all_unavailable(requests, str(exc), now)
         out: list[Decision | None] = [None] * len(requests)
         misses: list[int] = []
         cache_get = self.cache.get if self._synced and cached else None
@@ -182,29 +183,87 @@ class EquipmentChecker:
             if value is None:
                 misses.append(i)
             else:
-                ents = decode(r.imei.key, value) if value else ()
-                out[i] = decide(r.imei.key, r.imsi, r.software_version, ents, idx, policy, now)
+                out[i] = decide(r.imei.key, r.imsi, r.software_version, decode(r.imei.key, value), idx, policy, now)
         if misses:
-            keys = list(dict.fromkeys(requests[i].imei.key for i in misses))
-            epoch, synced = self.cache.epoch, self._synced
             try:
-                found = await self.store.lookup_encoded(keys)
+                by_key = await self._fetch([requests[i].imei.key for i in misses])
             except StoreUnavailable as exc:
                 d = unavailable(str(exc))
                 for i in misses:
                     out[i] = d
             else:
-                if synced and self._synced:
-                    self.cache.put_many(zip(keys, [v for v, _ in found], strict=True), epoch)
-                by_key = dict(zip(keys, [e for _, e in found], strict=True))
                 for i in misses:
                     r = requests[i]
-                    out[i] = decide(r.imei.key, r.imsi, r.software_version, by_key[r.imei.key], idx, policy, now)
+                    key = r.imei.key
+                    out[i] = decide(key, r.imsi, r.software_version, decode(key, by_key[key]), idx, policy, now)
         result = [d for d in out if d is not None]
         if self.audit:
             for r, d in zip(requests, result, strict=True):
                 self._record(r, d, now)
         return result
+
+    async def _ready_index(self, now: float) -> RuleIndex:
+        """The rule index, loaded from the store first if it never was (StoreUnavailable if it cannot be)."""
+        idx = self._index(now)
+        if idx is None:
+            await self._reload_rules()
+            idx = self._index(now)
+            assert idx is not None
+        return idx
+
+    async def _fetch(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored values of the keys (one round trip), cached unless the feed moved meanwhile."""
+        keys = list(dict.fromkeys(keys))
+        epoch, synced = self.cache.epoch, self._synced
+        values = await self.store.lookup_values(keys)
+        if synced and self._synced:
+            self.cache.put_many(zip(keys, values, strict=True), epoch)
+        return dict(zip(keys, values, strict=True))
+
+    # ---- verdicts: the hot path of a front end that sends only outcome and status ----------------
+    def verdict_cached(self, key: str, imsi: str | None = None, svn: str | None = None,
+                       requester: str | None = None) -> Verdict | None:
+        """:meth:`check_cached` for a front end that sends only the outcome and the status (an S13 ECA), or
+        None on a miss. A hit on a plain IMEI entry, the bulk of any block list, is answered from the cached
+        value's status bits (:data:`~eir.register.policy.PLAIN_VERDICTS`) without building entries or a
+        decision; anything else is decided in full. With audit on, every check is decided and recorded."""
+        if self.audit:
+            d = self.check_cached(CheckRequest(Imei(key), imsi, svn, requester))
+            return None if d is None else d.verdict
+        if not self._synced:
+            return None
+        value = self.cache.get(key)
+        if value is None:
+            return None
+        st = plain_status(value) if value else None
+        if st is not None:
+            return PLAIN_VERDICTS[st]
+        now = self.clock()
+        idx = self._index(now)
+        if idx is None:
+            return None
+        return decide(key, imsi, svn, self.store.decode(key, value), idx, self.policy, now).verdict
+
+    async def verdicts(self, checks: Sequence[Check]) -> list[Verdict]:
+        """Verdicts of checks that :meth:`verdict_cached` has just missed: one store round trip for all of
+        them, results cached; :data:`~eir.register.policy.UNAVAILABLE` if the store cannot be reached."""
+        if self.audit:
+            requests = [CheckRequest(Imei(k), imsi, svn, who) for k, imsi, svn, who in checks]
+            return [d.verdict for d in await self.check_many(requests, cached=False)]
+        now = self.clock()
+        try:
+            idx = await self._ready_index(now)
+            by_key = await self._fetch([c[0] for c in checks])
+        except StoreUnavailable:
+            return [UNAVAILABLE] * len(checks)
+        out: list[Verdict] = []
+        policy, decode = self.policy, self.store.decode
+        for key, imsi, svn, _ in checks:
+            value = by_key[key]
+            st = plain_status(value) if value else None
+            out.append(PLAIN_VERDICTS[st] if st is not None
+                       else decide(key, imsi, svn, decode(key, value), idx, policy, now).verdict)
+        return out
 
     async def check(self, request: CheckRequest) -> Decision:
         """Decide one request (prefer :meth:`check_many` for throughput)."""

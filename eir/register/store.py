@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, 
 from dataclasses import dataclass
 
 from eir.register.audit import AuditRecord
-from eir.register.codec import Reporters, decode_value, encode_value
+from eir.register.codec import Reporters, decode_value, encode_value, verify_value
 from eir.register.model import Entry, EntryError, Granularity, Reason, Status
 
 __all__ = [
@@ -219,19 +219,32 @@ class Store(abc.ABC):
         """IMEI-level entries of each 14-digit key, in one round trip."""
         return [entries for _, entries in await self.lookup_encoded(keys)]
 
-    async def lookup_encoded(self, keys: Sequence[str]) -> list[tuple[str, tuple[Entry, ...]]]:
-        """(stored value, its entries) of each key in one round trip; the value is "" when nothing is listed.
+    async def lookup_values(self, keys: Sequence[str]) -> list[str]:
+        """The stored value of each key in one round trip ("" when nothing is listed), not decoded.
 
-        A value returned here always decodes again with :meth:`decode` (its reporters are known), so a
-        cache can keep the compact string, which the garbage collector never has to walk, instead of
-        the entry objects.
+        A value returned here always decodes with :meth:`decode` (its reporters are known; a corrupt one
+        raises EntryError here), so a cache can keep the compact string, which the garbage collector never
+        has to walk, instead of entry objects; and a front end that needs only the status of a plain entry
+        (:func:`~eir.register.codec.plain_status`) never builds one.
         """
-        values = await self._read_values(keys)
+        values = ["" if v is None else v for v in await self._read_values(keys)]
+        reporters = self.reporters
         try:
-            return [("", ()) if v is None else (v, self._decode(k, v)) for k, v in zip(keys, values, strict=True)]
+            for k, v in zip(keys, values, strict=True):
+                if v:
+                    verify_value(k, v, reporters)
         except LookupError:  # a reporter interned by another writer since we loaded the table
             await self._load_reporters()
-            return [("", ()) if v is None else (v, self._decode(k, v)) for k, v in zip(keys, values, strict=True)]
+            for k, v in zip(keys, values, strict=True):
+                if v:
+                    verify_value(k, v, self.reporters)
+        return values
+
+    async def lookup_encoded(self, keys: Sequence[str]) -> list[tuple[str, tuple[Entry, ...]]]:
+        """(stored value, its entries) of each key in one round trip; the value is "" when nothing is listed
+        (see :meth:`lookup_values`)."""
+        values = await self.lookup_values(keys)
+        return [(v, self._decode(k, v) if v else ()) for k, v in zip(keys, values, strict=True)]
 
     def decode(self, key: str, value: str) -> tuple[Entry, ...]:
         """Entries of a value returned by :meth:`lookup_encoded` ("" is no entry)."""

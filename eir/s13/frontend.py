@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from eir.diameter.transport import PeerLink
 from eir.identity import ImeiError, meid_from_bytes, parse_imei
 from eir.metrics import EirMetrics
-from eir.register.decision import CheckRequest, Decision, Outcome
+from eir.register.decision import Outcome, Verdict
 from eir.register.model import Status
-from eir.register.service import EquipmentChecker
+from eir.register.service import Check, EquipmentChecker
 from protocols.diameter import Avp, Dictionary, LocalNode, Message, ProtocolError, encode_message, error_answer
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
@@ -48,6 +48,7 @@ _RC = base.ResultCode
 #: Failed-AVP of 5005 (RFC 6733 §7.5): zero-filled, of the minimum length of an IMEI (14 digits, TS 29.272
 #: §7.3.4), not the empty UTF8String of the bare type, which Wireshark flags ("Data is empty", a warning).
 _MISSING_IMEI = Avp(s13.IMEI.code, s13.IMEI.default_flags, s13.VENDOR_3GPP, bytes(14))
+_UNKNOWN = Verdict(Outcome.UNKNOWN, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class S13Frontend:
         self.metrics = metrics or EirMetrics()
         self.templates = EcaTemplates(node)
         self.pending = 0
-        self._queue: list[tuple[PeerLink, Message, CheckRequest, float]] = []
+        self._queue: list[tuple[PeerLink, Message, Check, float]] = []
         self._lookups: set[asyncio.Task[None]] = set()
         self._draining = 0
         self._host = node.host.lower().encode()
@@ -104,20 +105,20 @@ class S13Frontend:
 
     # ------------------------------------------------------------------ the handler
     def __call__(self, link: PeerLink, requests: list[Message]) -> None:
-        misses: list[tuple[Message, CheckRequest]] = []
+        misses: list[tuple[Message, Check]] = []
         outcomes: Tally[str] = Tally()
         results: Tally[int] = Tally()
         hits = 0
-        check_cached = self.checker.check_cached
+        verdict_cached = self.checker.verdict_cached
         for req in requests:
             parsed = self._parse(req, link, results)
             if isinstance(parsed, bytes):
                 link.answer(parsed, req)
                 continue
-            decision = check_cached(parsed)
-            if decision is not None:
+            verdict = verdict_cached(*parsed)
+            if verdict is not None:
                 hits += 1
-                link.answer(self._answer(req, decision, outcomes, results), req)
+                link.answer(self._answer(req, verdict, outcomes, results), req)
             else:
                 misses.append((req, parsed))
         m = self.metrics
@@ -159,16 +160,16 @@ class S13Frontend:
         finally:
             self._draining -= 1
 
-    def _fail(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
+    def _fail(self, batch: list[tuple[PeerLink, Message, Check, float]]) -> None:
         results: Tally[int] = Tally({_RC.DIAMETER_UNABLE_TO_COMPLY: len(batch)})
         for link, req, _, _ in batch:
             link.answer(self.templates.unable_to_comply.render(req), req)
         self.metrics.add_batch(Tally(), results)
 
-    async def _resolve(self, batch: list[tuple[PeerLink, Message, CheckRequest, float]]) -> None:
+    async def _resolve(self, batch: list[tuple[PeerLink, Message, Check, float]]) -> None:
         try:
             self.metrics.store_round_trips.inc()
-            decisions = await self.checker.check_many([c for _, _, c, _ in batch], cached=False)
+            verdicts = await self.checker.verdicts([c for _, _, c, _ in batch])
         except Exception:  # e.g. a corrupt stored value: this batch gets 5012, the queue goes on
             log.exception("S13 decision batch of %d failed; answered 5012", len(batch))
             self._fail(batch)
@@ -180,16 +181,16 @@ class S13Frontend:
         up = 1
         now = time.perf_counter()
         latency = self.metrics.latency
-        for (link, req, _, queued), decision in zip(batch, decisions, strict=True):
-            if decision.outcome is Outcome.STORE_UNAVAILABLE:
+        for (link, req, _, queued), verdict in zip(batch, verdicts, strict=True):
+            if verdict.outcome is Outcome.STORE_UNAVAILABLE:
                 up = 0
-            link.answer(self._answer(req, decision, outcomes, results), req)
+            link.answer(self._answer(req, verdict, outcomes, results), req)
             latency.observe_n(now - queued)
         self.metrics.add_batch(outcomes, results)
         self.metrics.store_up.set(up)
 
     # ------------------------------------------------------------------ ECR -> CheckRequest
-    def _parse(self, req: Message, link: PeerLink, results: Tally[int]) -> CheckRequest | bytes:
+    def _parse(self, req: Message, link: PeerLink, results: Tally[int]) -> Check | bytes:
         """The register request, or the encoded error answer for a malformed or misrouted ECR."""
         imei_avp: Avp | None = None
         meid_avp: Avp | None = None
@@ -238,34 +239,43 @@ class S13Frontend:
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
                                    f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", results, user)
         if imei_avp is not None:
-            text = imei_avp.data.decode("utf-8", "replace")
-            try:
-                imei = parse_imei(text)
-            except ImeiError as e:
-                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}", results,
-                                   wrap_failed((ti,), imei_avp))
+            data = imei_avp.data
+            if 14 <= len(data) <= 16 and data.isdigit():  # bytes.isdigit: ASCII digits only
+                # The common form, exactly as parse_imei reads it: key, spare digit or the SVN of an IMEISV.
+                key = data[:14].decode("ascii")
+                if svn is None and len(data) == 16:
+                    svn = data[14:].decode("ascii")
+            else:
+                text = data.decode("utf-8", "replace")
+                try:
+                    imei = parse_imei(text)
+                except ImeiError as e:
+                    return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}", results,
+                                       wrap_failed((ti,), imei_avp))
+                key = imei.key
+                svn = imei.svn if svn is None else svn
         elif meid_avp is not None:
             try:
                 mapped = meid_from_bytes(meid_avp.data).as_imei()
             except ImeiError as e:
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}", results,
                                    wrap_failed((ti,), meid_avp))
-            if mapped is None:
-                return self._answer(req, Decision(Outcome.UNKNOWN, None, note="MEID not in the IMEI space"),
-                                    Tally(), results)
-            imei = mapped
+            if mapped is None:  # not in the IMEI space: no list can hold it
+                return self._answer(req, _UNKNOWN, Tally(), results)
+            key = mapped.key
+            svn = mapped.svn if svn is None else svn
         else:
             return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI", results,
                                wrap_failed((ti,), _MISSING_IMEI))
         if self.settings.log_requests:
-            log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(imei.key), svn)
-        return CheckRequest(imei, imsi, svn, origin or None)
+            log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(key), svn)
+        return key, imsi, svn, origin or None
 
     # ------------------------------------------------------------------ decision -> ECA bytes
-    def _answer(self, req: Message, decision: Decision, outcomes: Tally[str], results: Tally[int]) -> bytes:
-        status = decision.status
-        outcomes[decision.outcome.value] += 1
-        if decision.outcome is Outcome.STORE_UNAVAILABLE:
+    def _answer(self, req: Message, verdict: Verdict, outcomes: Tally[str], results: Tally[int]) -> bytes:
+        status = verdict.status
+        outcomes[verdict.outcome.value] += 1
+        if verdict.outcome is Outcome.STORE_UNAVAILABLE:
             status = self.settings.fail.status
             if status is None:
                 results[_RC.DIAMETER_UNABLE_TO_COMPLY] += 1

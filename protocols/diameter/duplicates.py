@@ -43,21 +43,25 @@ class DuplicateCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def seen(self, origin_host: bytes, end_to_end: int, now: float) -> bytes | None:
+    @staticmethod
+    def key(origin_host: bytes, end_to_end: int) -> bytes:
+        """The identity of a request (§5.5.4: Origin-Host and End-to-End Id), as the cache keys it."""
+        return _E2E.pack(end_to_end) + origin_host
+
+    def seen(self, key: bytes, now: float) -> bytes | None:
         """None for a new request (now recorded as pending); else the stored answer or b"" if pending."""
         self._expire(now)
-        key = _E2E.pack(end_to_end) + origin_host
         entry = self._entries.get(key)
         if entry is not None:
             return entry
         self._entries.put(key, _PENDING, now)
         return None
 
-    def answered(self, origin_host: bytes, end_to_end: int, answer: bytes) -> None:
-        self._entries.replace(_E2E.pack(end_to_end) + origin_host, answer)
+    def answered(self, key: bytes, answer: bytes) -> None:
+        self._entries.replace(key, answer)
 
-    def forget(self, origin_host: bytes, end_to_end: int) -> None:
-        self._entries.pop(_E2E.pack(end_to_end) + origin_host)
+    def forget(self, key: bytes) -> None:
+        self._entries.pop(key)
 
     def _expire(self, now: float) -> None:
         entries = self._entries

@@ -124,8 +124,8 @@ class PeerConnection:
     _last_rx: float = field(init=False)
     _tw: float = field(init=False)
     _dwr_pending: bool = field(init=False, default=False)
-    #: (Origin-Host, End-to-End) of requests given to the app and not answered yet (duplicate cache keys).
-    _unanswered: set[tuple[bytes, int]] = field(init=False, default_factory=set)
+    #: Requests given to the app and not answered yet: End-to-End << 32 | Hop-by-Hop -> duplicate cache key.
+    _unanswered: dict[int, bytes] = field(init=False, default_factory=dict)
     incoming_pending: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -209,12 +209,10 @@ class PeerConnection:
         self._out.append(data)
         if self.incoming_pending:
             self.incoming_pending -= 1
-        dup = self.config.duplicates
-        if dup is not None:
-            host = request.find(base.ORIGIN_HOST)
-            if host is not None:
-                dup.answered(host.data, request.end_to_end, data)
-                self._unanswered.discard((host.data, request.end_to_end))
+        if self._unanswered:
+            key = self._unanswered.pop(request.end_to_end << 32 | request.hop_by_hop, None)
+            if key is not None and self.config.duplicates is not None:
+                self.config.duplicates.answered(key, data)
 
     def disconnect(self, now: float, cause: int = base.DisconnectCause.REBOOTING) -> list[Event]:
         """Send DPR (§5.4) when open; otherwise just close. Returns the events this causes."""
@@ -287,8 +285,8 @@ class PeerConnection:
             self._deadline = None  # no CER/CEA/DPA wait outlives the connection
             if self._unanswered and self.config.duplicates is not None:
                 # Never answered here: a retransmission on another connection must reach the app.
-                for host, e2e in self._unanswered:
-                    self.config.duplicates.forget(host, e2e)
+                for key in self._unanswered.values():
+                    self.config.duplicates.forget(key)
                 self._unanswered.clear()
         return nxt
 
@@ -400,12 +398,13 @@ class PeerConnection:
         if dup is not None:
             host = msg.find(base.ORIGIN_HOST)
             if host is not None:
-                stored = dup.seen(host.data, msg.end_to_end, now)
+                key = dup.key(host.data, msg.end_to_end)
+                stored = dup.seen(key, now)
                 if stored is not None:
                     if stored:
                         self._out.append(stored[:12] + msg.hop_by_hop.to_bytes(4, "big") + stored[16:])
                     return [DuplicateRequest(msg, bool(stored))]
-                self._unanswered.add((host.data, msg.end_to_end))
+                self._unanswered[msg.end_to_end << 32 | msg.hop_by_hop] = key
         self.incoming_pending += 1
         return [RequestReceived(msg)]
 

@@ -82,23 +82,23 @@ def test_entries_expire_after_the_window() -> None:
 
 def test_cache_unit_behaviour() -> None:
     cache = DuplicateCache(window=5.0, max_entries=3)
-    assert cache.seen(b"a", 1, 0.0) is None
-    assert cache.seen(b"a", 1, 1.0) == b""  # pending
-    cache.answered(b"a", 1, b"ANSWER")
-    assert cache.seen(b"a", 1, 2.0) == b"ANSWER"
-    cache.answered(b"zz", 1, b"x")  # unknown: ignored
+    assert cache.seen(DuplicateCache.key(b"a", 1), 0.0) is None
+    assert cache.seen(DuplicateCache.key(b"a", 1), 1.0) == b""  # pending
+    cache.answered(DuplicateCache.key(b"a", 1), b"ANSWER")
+    assert cache.seen(DuplicateCache.key(b"a", 1), 2.0) == b"ANSWER"
+    cache.answered(DuplicateCache.key(b"zz", 1), b"x")  # unknown: ignored
     assert len(cache) == 1
-    cache.forget(b"a", 1)
-    assert cache.seen(b"a", 1, 3.0) is None
+    cache.forget(DuplicateCache.key(b"a", 1))
+    assert cache.seen(DuplicateCache.key(b"a", 1), 3.0) is None
 
 
 def test_cache_is_bounded_in_size() -> None:
     cache = DuplicateCache(window=1e9, max_entries=100)
     for i in range(1000):
-        assert cache.seen(b"h", i, float(i)) is None
+        assert cache.seen(DuplicateCache.key(b"h", i), float(i)) is None
         assert len(cache) <= 100
-    assert cache.seen(b"h", 999, 1000.0) == b""  # the newest are kept
-    assert cache.seen(b"h", 0, 1000.0) is None  # the oldest were evicted
+    assert cache.seen(DuplicateCache.key(b"h", 999), 1000.0) == b""  # the newest are kept
+    assert cache.seen(DuplicateCache.key(b"h", 0), 1000.0) is None  # the oldest were evicted
 
 
 def test_duplicates_are_shared_across_connections() -> None:

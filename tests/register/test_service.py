@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,6 +82,40 @@ async def test_batch_is_one_round_trip_and_hits_need_none(store: Store) -> None:
         assert checker.check_cached(req(K3)) == decisions[2]
         # cached=False (the S13 front end's misses, already probed): straight to the store, same answers
         assert await checker.check_many(batch, cached=False) == decisions and counter.calls == 2
+
+
+@pytest.mark.parametrize("audit", [False, True], ids=["plain", "audit"])
+@pytest.mark.parametrize("unknown", [None, Status.WHITE], ids=["unknown", "default-white"])
+async def test_verdicts_agree_with_full_decisions(store: Store, audit: bool, unknown: Status | None) -> None:
+    """The front ends' hot path (verdict_cached / verdicts: no entry or decision objects for a plain IMEI entry)
+    gives exactly the outcome and status of check_cached / check_many, at every precedence level."""
+    now = int(time.time())
+    await store.put_many([
+        Entry.imei(K1, Status.BLACK),  # plain: the compact integer form
+        Entry.imei(K2, Status.WHITE, imsi="208011234567890"),  # pairing only
+        Entry.imei("49015420323752", Status.BLACK), Entry.imei("49015420323752", Status.GREY, imsi="208011234567890"),
+        Entry.imei("49015420323753", Status.GREY, expires=now + 3600),  # text form
+        Entry.imei("49015420323754", Status.BLACK, expires=now - 10),  # expired: the range decides
+        Entry.range("49015420323700", "49015420323799", Status.GREY),
+        Entry.tac("86000000", Status.BLACK, svns=frozenset({"07"})),
+        Entry.tac("86000001", Status.GREY),
+    ])
+    checks = [(k, imsi, svn, "test") for k in (K1, K2, K3, "49015420323752", "49015420323753", "49015420323754",
+                                               "49015420323755", "86000000123456", "86000001123456")
+              for imsi in (None, "208011234567890", "208019999999999") for svn in (None, "07", "08")]
+    requests = [CheckRequest(parse_imei(k), imsi, svn, who) for k, imsi, svn, who in checks]
+    async with EquipmentChecker(store, Policy(unknown), audit=audit) as checker:
+        assert all(checker.verdict_cached(*c) is None for c in checks)  # nothing cached yet
+        verdicts = await checker.verdicts(checks)
+        async with EquipmentChecker(store, Policy(unknown)) as other:
+            full = [d.verdict for d in await other.check_many(requests)]
+        assert verdicts == full
+        assert {v.outcome for v in verdicts} >= {Outcome.BLACK, Outcome.GREY, Outcome.WHITE,
+                                                 Outcome.BLACK_ALLOWED_BY_PAIRING}
+        assert [checker.verdict_cached(*c) for c in checks] == full  # now all hits, same verdicts
+        if audit:
+            await checker.flush_audit()
+            assert len([r async for r in store.audit_export()]) == 2 * len(checks)
 
 
 async def test_check_cached_miss_returns_none(store: Store) -> None:

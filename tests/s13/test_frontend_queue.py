@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from eir.diameter.transport import PeerLink
-from eir.register.decision import CheckRequest, Decision, Outcome
-from eir.register.model import Entry, EntryError, Status
-from eir.register.service import EquipmentChecker
+from eir.register.decision import Outcome, Verdict
+from eir.register.model import EntryError, Status
+from eir.register.service import Check, EquipmentChecker
 from eir.s13.frontend import S13Frontend, S13Settings
 from eir.server import S13_DICTIONARY
 from protocols.diameter import LocalNode, Message, decode_message
@@ -36,17 +36,18 @@ class FakeLink:
 
 
 class FakeChecker:
-    """Never a cache hit; ``check_many`` runs ``hook`` (once) just before it returns."""
+    """Never a cache hit; ``verdicts`` runs ``hook`` (once) just before it returns."""
 
     def __init__(self) -> None:
         self.hook: Any = None
         self.fail_with: Exception | None = None
         self.calls = 0
 
-    def check_cached(self, request: CheckRequest) -> Decision | None:
+    def verdict_cached(self, key: str, imsi: str | None = None, svn: str | None = None,
+                       requester: str | None = None) -> Verdict | None:
         return None
 
-    async def check_many(self, requests: Sequence[CheckRequest], *, cached: bool = True) -> list[Decision]:
+    async def verdicts(self, requests: Sequence[Check]) -> list[Verdict]:
         self.calls += 1
         await asyncio.sleep(0)
         if self.fail_with is not None:
@@ -54,8 +55,7 @@ class FakeChecker:
         if self.hook is not None:
             hook, self.hook = self.hook, None
             hook()
-        e = Entry.imei("35000000000000", Status.BLACK)
-        return [Decision(Outcome.BLACK, Status.BLACK, e) for _ in requests]
+        return [Verdict(Outcome.BLACK, Status.BLACK) for _ in requests]
 
 
 def ecr(i: int) -> Message:

@@ -1,0 +1,60 @@
+"""The load generator against a real Diameter node over loopback: identifiers and pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from eir.diameter.transport import DiameterNode, NodeConfig, PeerLink
+from protocols.diameter import LocalNode, Message
+from protocols.diameter.duplicates import DuplicateCache
+from protocols.diameter.peer import PeerConfig
+from testbed.loadgen import LoadConfig, run_load
+from testbed.mme import S13_DICTIONARY, mme_capabilities
+from testbed.responder import answer_template
+from testbed.ticker import make_ticker
+from tests.support.servers import free_port
+
+
+async def test_back_to_back_runs_are_not_answered_from_the_duplicate_cache() -> None:
+    """Each run starts its End-to-End ids afresh (RFC 6733 §3), so an EIR's duplicate detection (§5.5.4, same
+    Origin-Host and End-to-End id within its window) must pass every request of a second run to the application.
+    Before the fix, the second run reused ids 0..n and was answered from the cache without a decision."""
+    seen: list[int] = []
+    template = answer_template(LocalNode("eir.test", "localdomain"), "white")
+
+    def handler(link: PeerLink, batch: list[Message]) -> None:
+        for req in batch:
+            seen.append(req.end_to_end)
+            link.answer(template.render(req), req)
+
+    caps = mme_capabilities("eir.test", "localdomain")
+    node = DiameterNode(NodeConfig(PeerConfig(caps, S13_DICTIONARY, duplicates=DuplicateCache(window=60.0))), handler)
+    port = free_port()
+    await node.listen("127.0.0.1", port)
+    try:
+        cfg = LoadConfig("127.0.0.1", port, rate=2000, duration=0.5, timeout=5.0)
+        first = await asyncio.to_thread(run_load, cfg)
+        second = await asyncio.to_thread(run_load, cfg)
+    finally:
+        await node.close()
+    assert first.errors == second.errors == []
+    assert first.answered == second.answered == 1000
+    assert len(seen) == 2000, "requests of the second run were answered as duplicates of the first"
+    assert len(set(seen)) == 2000
+    assert first.answers == second.answers == {"white": 1000}
+
+
+async def test_fd_ticker_ticks_and_closes() -> None:
+    tick, close = make_ticker(0.0001)
+    fd = getattr(tick, "fd", None)
+    for _ in range(50):
+        await asyncio.wait_for(tick(), 5.0)
+    close()
+    if fd is not None:  # Linux: a timerfd, closed by close()
+        try:
+            os.fstat(fd)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the timerfd is still open")
