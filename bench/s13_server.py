@@ -1,14 +1,17 @@
 """Answers per second and latency of one ``eir serve`` worker with Redis (issue 5).
 
-    .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000]
+    .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000] [--tick MS]
 
 Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
-``eir list import``, starts one ``eir serve`` worker on it, and drives it with the testbed's open-loop
+``eir list import``, starts one ``eir serve`` worker on it (once over TCP, once over the server's unix
+socket, as an EIR next to its Redis would use it), and drives it with the testbed's open-loop
 load generator (``testbed.loadgen``, one worker process, so server and generator each have a core of
 this 2-core machine), with requests drawn from the listed population. Two measurements each:
 
 * saturation: offered load well above capacity for ``--duration`` s -> answers per second;
-* fixed rate (``--rate``, 20k/s) -> p50 / p99 / p99.9 latency, from the intended send time.
+* fixed rate (``--rate``, 20k/s) -> p50 / p99 / p99.9 latency, from the intended send time. The generator
+  sends every 0.1 ms (``--tick``; a ``timerfd``, :mod:`testbed.ticker`), so it holds a request back by at most
+  that long.
 
 Side by side, in the same run: the fixed-answer responder (``eir testbed responder``: the ceiling of the
 machine for a Diameter server in Python) and the naive EIR built on python-diameter (``bench/naive_eir.py``:
@@ -65,6 +68,7 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
         res: LoadResult = run_load(LoadConfig(
             "127.0.0.1", port, rate, duration, max_requests=int(rate * duration), workers=1, mmes=1,
             devices=devices, timeout=5.0, max_in_flight=4096 if label == "saturation" else 20_000,
+            tick=None if args.tick is None else args.tick / 1000,
         ))
         lat = res.to_json()["latency_ms"]
         rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
@@ -84,9 +88,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rate", type=float, default=20_000, help="the fixed rate for the latency figures")
     ap.add_argument("--saturate", type=float, default=90_000, help="offered load for the saturation figure")
+    ap.add_argument("--tick", type=float, default=None, help="generator tick in ms (default: testbed.loadgen's)")
     ap.add_argument("--skip-naive", action="store_true")
     args = ap.parse_args()
-    print(f"# {machine()}; {args.entries:,} listed IMEIs; load generator: testbed.loadgen, 1 process")
+    tick = "default tick" if args.tick is None else f"tick {args.tick:g} ms"
+    print(f"# {machine()}; {args.entries:,} listed IMEIs; load generator: testbed.loadgen, 1 process, {tick}")
     print("| server | load | answers/s | timeouts | p50 ms | p99 ms | p99.9 ms | max ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as tmp, private_redis(Path(tmp) / "redis") as rs:
@@ -99,9 +105,10 @@ def main() -> None:
         rnd = random.Random(7)
         sample = rnd.sample(keys, min(len(keys), 200_000))
         devices = tuple((str(k), "01", "", "", "listed") for k in sample)
+        eir = [str(BIN / "eir"), "serve", "--log-level", "warning", "--origin-realm", "localdomain", "--store"]
         servers = [
-            ("eir serve (Redis, 1 worker)", [str(BIN / "eir"), "serve", "--store", rs.url, "--log-level", "warning",
-                                            "--origin-realm", "localdomain"]),
+            ("eir serve (Redis TCP, 1 worker)", [*eir, rs.url]),
+            ("eir serve (Redis unix socket, 1 worker)", [*eir, rs.unix_url]),
             ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
         ]
         if not args.skip_naive:

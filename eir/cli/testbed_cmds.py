@@ -141,10 +141,13 @@ def attach_cmd(eir_addr: str, scenario_path: str, report_dir: str | None, pcap_p
 @click.option("--pcap", "pcap_path", type=click.Path(dir_okay=False),
               help="Write a sample of the exchanges here (default: DIR/sample.pcap with --report).")
 @click.option("--pcap-sample", type=int, default=1000, show_default=True, help="Keep one exchange in N (0: none).")
+@click.option("--tick", type=float, default=None,
+              help="Milliseconds between sending rounds (default: 0.1, or 1 above 50k/s per worker).")
 @click.option("--quiet", is_flag=True)
 def load_cmd(eir_addr: str, rate: float, duration: float, mmes: int | None, workers: int | None,
              max_requests: int | None, timeout: float, window: int, scenario_path: str | None, arrivals: str,
-             realm: str, report_dir: str | None, pcap_path: str | None, pcap_sample: int, quiet: bool) -> None:
+             realm: str, report_dir: str | None, pcap_path: str | None, pcap_sample: int, tick: float | None,
+             quiet: bool) -> None:
     """Open-loop ECR load; latency from intended send time; exit 1 on wrong answers or timeouts."""
     from rich.live import Live
 
@@ -156,6 +159,8 @@ def load_cmd(eir_addr: str, rate: float, duration: float, mmes: int | None, work
     host, port = _hostport(eir_addr)
     if rate <= 0 or duration <= 0 or duration > 3600:
         raise click.UsageError("--rate must be positive and --duration within 0..3600 s")
+    if tick is not None and not 0.01 <= tick <= 100:
+        raise click.UsageError("--tick must be within 0.01..100 ms")
     workers = workers or (1 if rate < 60_000 else 2)
     devices: tuple[tuple[str, str, str, str, str], ...] = ()
     if scenario_path:
@@ -169,7 +174,8 @@ def load_cmd(eir_addr: str, rate: float, duration: float, mmes: int | None, work
     cfg = LoadConfig(host, port, rate, duration, max_requests=max_requests or int(rate * duration) + 1,
                      workers=workers, mmes=max(mmes or workers, workers), max_in_flight=window, timeout=timeout,
                      realm=realm, arrivals=None if arrivals == "constant" else Arrivals(arrivals, rate=rate),
-                     devices=devices, pcap_sample=pcap_sample if (pcap_path or report_dir) else 0)
+                     devices=devices, pcap_sample=pcap_sample if (pcap_path or report_dir) else 0,
+                     tick=None if tick is None else tick / 1000)
     console = wide_console()
     live = Live("", console=console, refresh_per_second=4, transient=True) if not quiet else None
     if live is not None:
