@@ -121,8 +121,15 @@ class PeerLink(asyncio.Protocol):
         now = self._loop.time()
         events = self.conn.receive_data(data, now)
         if events:
-            self._dispatch(events)
-        self._flush()
+            # Answers given while dispatching go out with this flush, in this callback: no extra loop
+            # callback and no second flush per read (answer() sees a flush pending).
+            self._flush_pending = True
+            try:
+                self._dispatch(events)
+            finally:
+                self._flush()
+        else:
+            self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         events = self.conn.connection_lost(self._loop.time())

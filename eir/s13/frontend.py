@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter as Tally
 from dataclasses import dataclass, field
 
 from eir.diameter.transport import PeerLink
@@ -49,6 +48,10 @@ _RC = base.ResultCode
 #: §7.3.4), not the empty UTF8String of the bare type, which Wireshark flags ("Data is empty", a warning).
 _MISSING_IMEI = Avp(s13.IMEI.code, s13.IMEI.default_flags, s13.VENDOR_3GPP, bytes(14))
 _UNKNOWN = Verdict(Outcome.UNKNOWN, None)
+_SUCCESS = int(_RC.DIAMETER_SUCCESS)
+_UNABLE = int(_RC.DIAMETER_UNABLE_TO_COMPLY)
+_TOO_BUSY = int(_RC.DIAMETER_TOO_BUSY)
+_EQUIPMENT_UNKNOWN = int(s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,37 +103,38 @@ class S13Frontend:
         self._queue: list[tuple[PeerLink, Message, Check, float]] = []
         self._lookups: set[asyncio.Task[None]] = set()
         self._draining = 0
+        self._counts = self.metrics.counts
+        self._store_up = -1
         self._host = node.host.lower().encode()
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
     # ------------------------------------------------------------------ the handler
     def __call__(self, link: PeerLink, requests: list[Message]) -> None:
         misses: list[tuple[Message, Check]] = []
-        outcomes: Tally[str] = Tally()
-        results: Tally[int] = Tally()
         hits = 0
         verdict_cached = self.checker.verdict_cached
         for req in requests:
-            parsed = self._parse(req, link, results)
+            parsed = self._parse(req, link)
             if isinstance(parsed, bytes):
                 link.answer(parsed, req)
                 continue
             verdict = verdict_cached(*parsed)
             if verdict is not None:
                 hits += 1
-                link.answer(self._answer(req, verdict, outcomes, results), req)
+                link.answer(self._answer(req, verdict), req)
             else:
                 misses.append((req, parsed))
-        m = self.metrics
-        m.s13_requests.inc(len(requests))
-        m.cache(hits, len(misses))
-        m.latency.observe_n(0.0, hits)
+        counts = self._counts
+        counts.requests["s13"] += len(requests)
+        counts.hits += hits
+        counts.misses += len(misses)
+        if hits:
+            self.metrics.latency.observe_n(0.0, hits)
         if misses and self.pending + len(misses) > self.settings.max_pending:
-            results[_RC.DIAMETER_TOO_BUSY] += len(misses)
+            self._result(_TOO_BUSY, len(misses))
             for req, _ in misses:
                 link.answer(self.templates.too_busy.render(req), req)
             misses = []
-        m.add_batch(outcomes, results)
         if not misses:
             return
         self.pending += len(misses)
@@ -161,14 +165,17 @@ class S13Frontend:
             self._draining -= 1
 
     def _fail(self, batch: list[tuple[PeerLink, Message, Check, float]]) -> None:
-        results: Tally[int] = Tally({_RC.DIAMETER_UNABLE_TO_COMPLY: len(batch)})
+        self._result(_UNABLE, len(batch))
         for link, req, _, _ in batch:
             link.answer(self.templates.unable_to_comply.render(req), req)
-        self.metrics.add_batch(Tally(), results)
+
+    def _result(self, code: int, n: int = 1) -> None:
+        results = self._counts.results
+        results[code] = results.get(code, 0) + n
 
     async def _resolve(self, batch: list[tuple[PeerLink, Message, Check, float]]) -> None:
         try:
-            self.metrics.store_round_trips.inc()
+            self._counts.round_trips += 1
             verdicts = await self.checker.verdicts([c for _, _, c, _ in batch])
         except Exception:  # e.g. a corrupt stored value: this batch gets 5012, the queue goes on
             log.exception("S13 decision batch of %d failed; answered 5012", len(batch))
@@ -176,21 +183,20 @@ class S13Frontend:
             return
         finally:
             self.pending -= len(batch)
-        outcomes: Tally[str] = Tally()
-        results: Tally[int] = Tally()
         up = 1
         now = time.perf_counter()
         latency = self.metrics.latency
         for (link, req, _, queued), verdict in zip(batch, verdicts, strict=True):
             if verdict.outcome is Outcome.STORE_UNAVAILABLE:
                 up = 0
-            link.answer(self._answer(req, verdict, outcomes, results), req)
+            link.answer(self._answer(req, verdict), req)
             latency.observe_n(now - queued)
-        self.metrics.add_batch(outcomes, results)
-        self.metrics.store_up.set(up)
+        if up != self._store_up:
+            self._store_up = up
+            self.metrics.store_up.set(up)
 
     # ------------------------------------------------------------------ ECR -> CheckRequest
-    def _parse(self, req: Message, link: PeerLink, results: Tally[int]) -> Check | bytes:
+    def _parse(self, req: Message, link: PeerLink) -> Check | bytes:
         """The register request, or the encoded error answer for a malformed or misrouted ECR."""
         imei_avp: Avp | None = None
         meid_avp: Avp | None = None
@@ -220,24 +226,24 @@ class S13Frontend:
             elif code == base.DESTINATION_REALM.code:
                 if self._realms and avp.data.lower() not in self._realms:
                     return self._error(req, _RC.DIAMETER_REALM_NOT_SERVED,
-                                       f"realm {avp.data.decode('ascii', 'replace')} is not served here", results)
+                                       f"realm {avp.data.decode('ascii', 'replace')} is not served here")
             elif code == base.DESTINATION_HOST.code and avp.data.lower() != self._host:
                 return self._error(req, _RC.DIAMETER_UNABLE_TO_DELIVER,
-                                   f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR", results)
+                                   f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR")
         assert ti is not None  # {Terminal-Information} is required: the validator checked it
         svn: str | None = None
         if sv_avp is not None:
             svn = sv_avp.data.decode("utf-8", "replace")
             if len(svn) != 2 or not svn.isdigit():
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
-                                   f"Software-Version {svn!r} is not 2 digits (TS 23.003 §6.2.2)", results,
+                                   f"Software-Version {svn!r} is not 2 digits (TS 23.003 §6.2.2)",
                                    wrap_failed((ti,), sv_avp))
         imsi: str | None = None
         if user is not None:
             imsi = user.data.decode("utf-8", "replace")
             if not _is_imsi(imsi):
                 return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE,
-                                   f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", results, user)
+                                   f"User-Name {imsi!r} is not an IMSI (TS 23.003 §2.2)", user)
         if imei_avp is not None:
             data = imei_avp.data
             if 14 <= len(data) <= 16 and data.isdigit():  # bytes.isdigit: ASCII digits only
@@ -250,7 +256,7 @@ class S13Frontend:
                 try:
                     imei = parse_imei(text)
                 except ImeiError as e:
-                    return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}", results,
+                    return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"IMEI: {e.reason}",
                                        wrap_failed((ti,), imei_avp))
                 key = imei.key
                 svn = imei.svn if svn is None else svn
@@ -258,35 +264,36 @@ class S13Frontend:
             try:
                 mapped = meid_from_bytes(meid_avp.data).as_imei()
             except ImeiError as e:
-                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}", results,
+                return self._error(req, _RC.DIAMETER_INVALID_AVP_VALUE, f"3GPP2-MEID: {e.reason}",
                                    wrap_failed((ti,), meid_avp))
             if mapped is None:  # not in the IMEI space: no list can hold it
-                return self._answer(req, _UNKNOWN, Tally(), results)
+                return self._answer(req, _UNKNOWN)
             key = mapped.key
             svn = mapped.svn if svn is None else svn
         else:
-            return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI", results,
+            return self._error(req, _RC.DIAMETER_MISSING_AVP, "Terminal-Information carries no IMEI",
                                wrap_failed((ti,), _MISSING_IMEI))
         if self.settings.log_requests:
             log.info("ecr peer=%s imei=%s svn=%s", origin or link.peername, mask_imei(key), svn)
         return key, imsi, svn, origin or None
 
     # ------------------------------------------------------------------ decision -> ECA bytes
-    def _answer(self, req: Message, verdict: Verdict, outcomes: Tally[str], results: Tally[int]) -> bytes:
+    def _answer(self, req: Message, verdict: Verdict) -> bytes:
         status = verdict.status
-        outcomes[verdict.outcome.value] += 1
-        if verdict.outcome is Outcome.STORE_UNAVAILABLE:
+        outcome = verdict.outcome
+        self._counts.outcomes[outcome] += 1
+        if outcome is Outcome.STORE_UNAVAILABLE:
             status = self.settings.fail.status
             if status is None:
-                results[_RC.DIAMETER_UNABLE_TO_COMPLY] += 1
+                self._result(_UNABLE)
                 return self.templates.unable_to_comply.render(req)
         if status is None:
-            results[s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN] += 1
+            self._result(_EQUIPMENT_UNKNOWN)
             return self.templates.unknown.render(req)
-        results[_RC.DIAMETER_SUCCESS] += 1
+        self._result(_SUCCESS)
         return self.templates.by_status[int(status)].render(req)
 
-    def _error(self, req: Message, code: int, text: str, results: Tally[int], failed: Avp | None = None) -> bytes:
-        results[code] += 1
+    def _error(self, req: Message, code: int, text: str, failed: Avp | None = None) -> bytes:
+        self._result(int(code))
         err = ProtocolError(code, text, failed_avp=failed, header=req.header)
         return encode_message(error_answer(err, self.node, self.dictionary, req))
