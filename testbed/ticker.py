@@ -75,12 +75,16 @@ class FdTicker:
         except BlockingIOError:
             return
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def __call__(self) -> asyncio.Future[None]:
-        self._waiter = self._loop.create_future()
-        return self._waiter
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = self._loop.create_future()
+        return waiter
 
     def close(self) -> None:
         if self.fd >= 0:
