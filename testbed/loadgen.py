@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from protocols.diameter import Avp, Message, decode_message, encode_message, make_answer
+from protocols.diameter import Avp, LocalNode, Message, decode_message, encode_message, make_answer
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter.message import FLAG_REQUEST
 from testbed.arrivals import Arrivals
@@ -252,20 +252,45 @@ class _Worker:
         self.micros = {}
 
     def templates(self) -> list[tuple[bytes, bytes]]:
-        """Per device: (body before the Session-Id counter, body after it), headers excluded."""
+        """Per device: (body before the Session-Id counter, body after it), headers excluded.
+
+        Devices that differ only in their IMEI (same IMEI length, SVN and IMSI) share one encoded ECR with the
+        IMEI spliced in, so a population of a million devices is ready in a second or two, not a minute.
+        """
         devices = self.cfg.devices or (("35000000000000", "01", "001010000000001", "", "load"),)
         out = []
         for k in self.share:
             origin = mme_capabilities(self.cfg.origin_host(k), "epc.testbed").node
+            sid = f"{origin.host};{self.index};" + "\0" * 10
+            shapes: dict[tuple[int, str, str], tuple[bytes, bytes, bytes] | None] = {}
             for imei, svn, imsi, _, _ in devices:
-                sid = f"{origin.host};{self.index};" + "\0" * 10
-                enc = encode_message(build_ecr(origin, self.cfg.realm, sid, imei, svn, imsi or None))
-                body = enc[20:]
+                raw = imei.encode()
+                shape_key = (len(raw), svn, imsi)
+                if shape_key not in shapes:
+                    shapes[shape_key] = self._shape(origin, sid, len(raw), svn, imsi)
+                shape = shapes[shape_key]
+                if shape is not None:
+                    out.append((shape[0], shape[1] + raw + shape[2]))
+                    continue
+                body = encode_message(build_ecr(origin, self.cfg.realm, sid, imei, svn, imsi or None))[20:]
                 cut = body.index(b"\0" * 10)
                 out.append((body[:cut], body[cut + 10:]))
         self.expected = [d[3] for d in devices]
         self.category = [d[4] for d in devices]
         return out
+
+    def _shape(self, origin: LocalNode, sid: str, length: int, svn: str,
+               imsi: str) -> tuple[bytes, bytes, bytes] | None:
+        """(before the Session-Id counter, between it and the IMEI, after the IMEI), or None if the IMEI's place
+        cannot be found unambiguously."""
+        mark = b"\x01" * length
+        body = encode_message(build_ecr(origin, self.cfg.realm, sid, mark.decode(), svn, imsi or None))[20:]
+        cut = body.index(b"\0" * 10)
+        rest = body[cut + 10:]
+        if length == 0 or rest.count(mark) != 1:
+            return None
+        at = rest.index(mark)
+        return body[:cut], rest[:at], rest[at + length:]
 
     async def run(self, progress: Callable[[dict[str, Any]], None], go: Callable[[], None]) -> None:
         cfg = self.cfg

@@ -6,11 +6,11 @@ import asyncio
 import os
 
 from eir.diameter.transport import DiameterNode, NodeConfig, PeerLink
-from protocols.diameter import LocalNode, Message
+from protocols.diameter import LocalNode, Message, encode_message
 from protocols.diameter.duplicates import DuplicateCache
 from protocols.diameter.peer import PeerConfig
-from testbed.loadgen import LoadConfig, run_load
-from testbed.mme import S13_DICTIONARY, mme_capabilities
+from testbed.loadgen import LoadConfig, _Worker, run_load
+from testbed.mme import S13_DICTIONARY, build_ecr, mme_capabilities
 from testbed.responder import answer_template
 from testbed.ticker import make_ticker
 from tests.support.servers import free_port
@@ -58,3 +58,25 @@ async def test_fd_ticker_ticks_and_closes() -> None:
             pass
         else:
             raise AssertionError("the timerfd is still open")
+
+
+def test_spliced_templates_equal_encoding_each_device() -> None:
+    """Devices sharing an ECR shape get the IMEI spliced into one encoded template: the bytes must be exactly
+    what the codec encodes for each device (IMEI, IMEISV, non-ASCII, malformed, with and without IMSI)."""
+    plain = [(str(35000000000000 + i * 7), "01", "", "", "x") for i in range(200)]
+    devices = (
+        *plain, ("35-12", "02", "001010123456789", "", "malformed"), ("\u00fc" * 14, "01", "", "", "utf8"),
+        ("3500000000000112", "01", "", "", "imeisv"), ("35000000000001", "01", "001010000000009", "", "imsi"),
+        ("\x01" * 14, "01", "", "", "the marker itself"), ("", "01", "", "", "empty"))
+    cfg = LoadConfig("127.0.0.1", 1, 100.0, 1.0, devices=devices, mmes=2)
+    worker = _Worker(cfg, 0)
+    got = worker.templates()
+    want = []
+    for k in worker.share:
+        origin = mme_capabilities(cfg.origin_host(k), "epc.testbed").node
+        for imei, svn, imsi, _, _ in devices:
+            body = encode_message(build_ecr(origin, cfg.realm, f"{origin.host};0;" + "\0" * 10, imei, svn,
+                                            imsi or None))[20:]
+            cut = body.index(b"\0" * 10)
+            want.append((body[:cut], body[cut + 10:]))
+    assert got == want
