@@ -104,7 +104,6 @@ class S13Frontend:
         self._lookups: set[asyncio.Task[None]] = set()
         self._draining = 0
         self._counts = self.metrics.counts
-        self._store_up = -1
         self._host = node.host.lower().encode()
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
@@ -191,9 +190,7 @@ class S13Frontend:
                 up = 0
             link.answer(self._answer(req, verdict), req)
             latency.observe_n(now - queued)
-        if up != self._store_up:
-            self._store_up = up
-            self.metrics.store_up.set(up)
+        self.metrics.store_up.set(up)
 
     # ------------------------------------------------------------------ ECR -> CheckRequest
     def _parse(self, req: Message, link: PeerLink) -> Check | bytes:
