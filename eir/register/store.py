@@ -217,7 +217,8 @@ class Store(abc.ABC):
 
     async def lookup(self, keys: Sequence[str]) -> list[tuple[Entry, ...]]:
         """IMEI-level entries of each 14-digit key, in one round trip."""
-        return [entries for _, entries in await self.lookup_encoded(keys)]
+        values = await self.lookup_values(keys)
+        return [self.decode(k, v) for k, v in zip(keys, values, strict=True)]
 
     async def lookup_values(self, keys: Sequence[str]) -> list[str]:
         """The stored value of each key in one round trip ("" when nothing is listed), not decoded.
@@ -228,26 +229,21 @@ class Store(abc.ABC):
         (:func:`~eir.register.codec.plain_status`) never builds one.
         """
         values = ["" if v is None else v for v in await self._read_values(keys)]
-        reporters = self.reporters
-        try:
-            for k, v in zip(keys, values, strict=True):
-                if v:
-                    verify_value(k, v, reporters)
-        except LookupError:  # a reporter interned by another writer since we loaded the table
-            await self._load_reporters()
+
+        def verify() -> None:
             for k, v in zip(keys, values, strict=True):
                 if v:
                     verify_value(k, v, self.reporters)
+
+        try:
+            verify()
+        except LookupError:  # a reporter interned by another writer since we loaded the table
+            await self._load_reporters()
+            verify()
         return values
 
-    async def lookup_encoded(self, keys: Sequence[str]) -> list[tuple[str, tuple[Entry, ...]]]:
-        """(stored value, its entries) of each key in one round trip; the value is "" when nothing is listed
-        (see :meth:`lookup_values`)."""
-        values = await self.lookup_values(keys)
-        return [(v, self._decode(k, v) if v else ()) for k, v in zip(keys, values, strict=True)]
-
     def decode(self, key: str, value: str) -> tuple[Entry, ...]:
-        """Entries of a value returned by :meth:`lookup_encoded` ("" is no entry)."""
+        """Entries of a value returned by :meth:`lookup_values` ("" is no entry)."""
         return self._decode(key, value) if value else ()
 
     async def rules(self) -> list[Entry]:
