@@ -34,6 +34,13 @@ __all__ = ["Check", "CheckRequest", "Decision", "EquipmentChecker", "Outcome", "
 #: (14-digit IMEI key, IMSI, SVN, requester) of one check on a front end's hot path (see ``verdict_cached``).
 Check = tuple[str, str | None, str | None, str | None]
 
+
+def _plain_verdict(value: str) -> Verdict | None:
+    """The verdict of a stored value in the compact form of one plain IMEI entry (None for anything else)."""
+    st = plain_status(value)
+    return None if st is None else PLAIN_VERDICTS[st]
+
+
 log = logging.getLogger(__name__)
 AUDIT_BUFFER_MAX = 100_000
 START_SYNC_SECONDS = 2.0
@@ -235,9 +242,9 @@ class EquipmentChecker:
         value = self.cache.get(key)
         if value is None:
             return None
-        st = plain_status(value) if value else None
-        if st is not None:
-            return PLAIN_VERDICTS[st]
+        plain = _plain_verdict(value)
+        if plain is not None:
+            return plain
         now = self.clock()
         idx = self._index(now)
         if idx is None:
@@ -260,9 +267,7 @@ class EquipmentChecker:
         policy, decode = self.policy, self.store.decode
         for key, imsi, svn, _ in checks:
             value = by_key[key]
-            st = plain_status(value) if value else None
-            out.append(PLAIN_VERDICTS[st] if st is not None
-                       else decide(key, imsi, svn, decode(key, value), idx, policy, now).verdict)
+            out.append(_plain_verdict(value) or decide(key, imsi, svn, decode(key, value), idx, policy, now).verdict)
         return out
 
     async def check(self, request: CheckRequest) -> Decision:
