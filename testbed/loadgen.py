@@ -313,7 +313,7 @@ class _Worker:
         tmpl = self.templates()
         ndev = len(self.expected)
         per_conn = [tmpl[j * ndev:(j + 1) * ndev] for j in range(len(conns))]
-        tick, close_ticker = make_ticker(cfg.tick_for(self.rate))
+        ticker = make_ticker(cfg.tick_for(self.rate))
         go()
         pack = _HEADER.pack
         pending = self.pending
@@ -359,8 +359,8 @@ class _Worker:
                 progress(self.snapshot(now))
             if all(c.closed for c in conns):
                 break
-            await tick()
-        close_ticker()
+            await ticker()
+        ticker.close()
         self.sent = i
         end = time.monotonic() + cfg.timeout
         while pending and time.monotonic() < end:

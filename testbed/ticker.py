@@ -19,9 +19,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
-__all__ = ["FdTicker", "make_ticker"]
+__all__ = ["FdTicker", "SleepTicker", "make_ticker"]
 
 _CLOCK_MONOTONIC = 1
 _TFD_CLOEXEC = 0o2000000
@@ -93,7 +93,9 @@ class FdTicker:
             self.fd = -1
 
 
-class _SleepTicker:
+class SleepTicker:
+    """The fallback: ``asyncio.sleep`` (millisecond resolution at best)."""
+
     def __init__(self, interval: float) -> None:
         self.interval = interval
 
@@ -104,11 +106,10 @@ class _SleepTicker:
         pass
 
 
-def make_ticker(interval: float) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
-    """``(tick, close)`` for the running loop: a timerfd on Linux, ``asyncio.sleep`` elsewhere."""
+def make_ticker(interval: float) -> FdTicker | SleepTicker:
+    """A ticker for the running loop (``await ticker()``, then ``ticker.close()``): a timerfd on Linux,
+    ``asyncio.sleep`` elsewhere."""
     libc = _libc()
     if libc is None:
-        sleeper = _SleepTicker(interval)
-        return sleeper, sleeper.close
-    ticker = FdTicker(interval, libc, asyncio.get_running_loop())
-    return ticker, ticker.close
+        return SleepTicker(interval)
+    return FdTicker(interval, libc, asyncio.get_running_loop())

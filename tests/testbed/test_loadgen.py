@@ -46,11 +46,11 @@ async def test_back_to_back_runs_are_not_answered_from_the_duplicate_cache() -> 
 
 
 async def test_fd_ticker_ticks_and_closes() -> None:
-    tick, close = make_ticker(0.0001)
-    fd = getattr(tick, "fd", None)
+    ticker = make_ticker(0.0001)
+    fd = getattr(ticker, "fd", None)
     for _ in range(50):
-        await asyncio.wait_for(tick(), 5.0)
-    close()
+        await asyncio.wait_for(ticker(), 5.0)
+    ticker.close()
     if fd is not None:  # Linux: a timerfd, closed by close()
         try:
             os.fstat(fd)
