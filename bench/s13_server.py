@@ -5,8 +5,8 @@
 Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
 ``eir list import``, starts one ``eir serve`` worker on it (once over TCP, once over the server's unix
 socket, as an EIR next to its Redis would use it), and drives it with the testbed's open-loop
-load generator (``testbed.loadgen``, one worker process, so server and generator each have a core of
-this 2-core machine), with requests drawn from the listed population. Two measurements each:
+load generator (``testbed.loadgen``, one worker process; generator, server and redis-server share the
+machine's cores), with requests drawn from the listed population (``--population``). Two measurements each:
 
 * saturation: offered load well above capacity for ``--duration`` s -> answers per second;
 * fixed rate (``--rate``, 20k/s; ``--repeat`` runs, 3 by default) -> p50 / p99 / p99.9 latency, from the
