@@ -169,6 +169,8 @@ class PeerConnection:
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`handle_timer` has something to do, or None."""
         timeouts, pending = self._timeouts, self._pending
+        if not timeouts and self._deadline is None:  # a server's usual case: only the watchdog
+            return self._last_rx + self._tw if self.state is State.OPEN else None
         while timeouts:  # drop requests answered already: their deadlines are not times anything happens
             p = pending.get(timeouts[0][1])
             if p is not None and p.deadline == timeouts[0][0]:

@@ -6,10 +6,11 @@ Result-Code and Failed-AVP) as ``decode_message`` followed by ``check_request``.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocols.diameter import Avp, Dictionary, Message, Validator, decode_message, encode_message
+from protocols.diameter import Avp, Dictionary, Message, Validator, decode_message, encode_avp, encode_message
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
 from protocols.diameter.errors import DiameterError, ProtocolError
@@ -107,3 +108,69 @@ def test_arbitrary_bytes_agree(blob: bytes) -> None:
         if len(candidate) >= 4 and candidate[0] == 1:
             candidate = candidate[:1] + len(candidate).to_bytes(3, "big") + candidate[4:]
         assert outcome(VALIDATOR.decode_request, candidate) == outcome(careful, candidate)
+
+
+# ---- known layouts: a request shaped like one accepted before is cut by its layout (protocols/diameter/layout.py)
+def ecr_of(sid: bytes, state: int, imei: bytes, svn: bytes, user: bytes, *, ti_flags: int = 0xC0) -> bytes:
+    """An ECR with any bytes in its values (and any Auth-Session-State), the structure fixed by the lengths."""
+    msg = Message(324, s13.APPLICATION_ID, FLAG_REQUEST | FLAG_PROXIABLE, 7, 9, [
+        Avp(base.SESSION_ID.code, 0x40, 0, sid),
+        Avp(base.AUTH_SESSION_STATE.code, 0x40, 0, (state & 0xFFFFFFFF).to_bytes(4, "big")),
+        Avp.new(base.ORIGIN_HOST, "mme.example"), Avp.new(base.ORIGIN_REALM, "example"),
+        Avp.new(base.DESTINATION_REALM, "example"),
+        Avp(s13.TERMINAL_INFORMATION.code, ti_flags, s13.VENDOR_3GPP, b"".join([
+            encode_avp(Avp(s13.IMEI.code, 0xC0, s13.VENDOR_3GPP, imei)),
+            encode_avp(Avp(s13.SOFTWARE_VERSION.code, 0xC0, s13.VENDOR_3GPP, svn)),
+        ])),
+        Avp(base.USER_NAME.code, 0x40, 0, user),
+    ])
+    return encode_message(msg)
+
+
+def primed() -> Validator:
+    """A fresh validator that has accepted one ECR of each length used below (so it knows their layouts)."""
+    v = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
+    for n in (1, 2, 3, 4):
+        v.decode_request(ecr_of(b"s" * 12 * n, 1, b"3" * 15, b"12", b"0" * 15))
+    return v
+
+
+def test_a_known_layout_gives_the_new_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    v = primed()
+    data = ecr_of(b"mme;1;2;abcd", 1, b"352099001761481", b"07", b"001010123456789")
+
+    def no_fast_path(*_: object) -> None:
+        raise AssertionError("the known layout was not used")
+
+    monkeypatch.setattr(Validator, "_fast", no_fast_path)
+    assert outcome(lambda d: v.decode_request(d), data) == outcome(careful, data)
+    msg, _ = v.decode_request(data)
+    ti = msg.find(s13.TERMINAL_INFORMATION)
+    assert ti is not None and ti.members is not None
+    assert [(a.code, a.data) for a in ti.members] == [(1402, b"352099001761481"), (1403, b"07")]
+    assert ti.members == ti.children() == decode_message(data).find(s13.TERMINAL_INFORMATION).children()  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sid=st.sampled_from([12, 24, 36, 48]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    state=st.sampled_from([0, 1, 2, 3, -1, 7]),
+    imei=st.binary(min_size=15, max_size=15) | st.just("3520990017614é".encode()),
+    svn=st.binary(min_size=2, max_size=2),
+    user=st.binary(min_size=15, max_size=15),
+    ti_flags=st.sampled_from([0xC0, 0x80]),
+)
+def test_values_in_a_known_layout_are_judged_as_in_full(sid: bytes, state: int, imei: bytes, svn: bytes,
+                                                       user: bytes, ti_flags: int) -> None:
+    # Non-ASCII or broken UTF-8 text, undefined enumerated values, other flags: the layout must give them
+    # up to the full checks, which answer exactly as the careful path.
+    v = primed()
+    data = ecr_of(sid, state, imei, svn, user, ti_flags=ti_flags)
+    assert outcome(lambda d: v.decode_request(d), data) == outcome(careful, data)
+
+
+def test_layouts_are_bounded() -> None:
+    v = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
+    for n in range(200):
+        v.decode_request(ecr_of(b"s" * (4 + 4 * n), 1, b"3" * 15, b"12", b"0" * 15))
+    assert all(len(by_length) <= 32 for by_length in v._layouts.values())
