@@ -48,7 +48,7 @@ from .message import (
 )
 from .types import FIXED_SIZE
 
-__all__ = ["Validator", "example_avp", "wrap_failed", "zero_fill"]
+__all__ = ["MAX_LAYOUTS", "Validator", "example_avp", "wrap_failed", "zero_fill"]
 
 _MIN_SIZE: dict[AvpType, int] = {**FIXED_SIZE, AvpType.ADDRESS: 6}
 
@@ -76,9 +76,9 @@ def zero_fill(avp: Avp, dictionary: Dictionary) -> Avp:
 # How the value of an AVP is checked; one small int per AVP definition, computed once.
 _NONE, _FIXED, _ENUM, _UTF8, _IDENTITY, _ADDRESS, _GROUPED = range(7)
 _UNBOUNDED = 1 << 30
-#: Layouts remembered per command and message length (a peer's requests vary in length a little: a
+#: Layouts remembered per command, one per message length (a peer's requests vary in length a little: a
 #: Session-Id counter gains a digit, a User-Name comes or goes); beyond that, the oldest is forgotten.
-_MAX_LAYOUTS = 32
+MAX_LAYOUTS = 32
 
 #: A compiled grammar entry for the careful path: (definition, check kind, fixed size, min, max).
 _Slot = tuple[AvpDef, int, int, int, int]
@@ -126,11 +126,13 @@ def _ikey(code: int, vendor: int) -> int:
 class Validator:
     """Checks received messages against ``dictionary`` for a node serving ``applications``."""
 
-    __slots__ = ("_headers", "_known", "_layouts", "_plans", "applications", "dictionary")
+    __slots__ = ("_headers", "_known", "_layouts", "_plans", "applications", "dictionary", "max_layouts")
 
-    def __init__(self, dictionary: Dictionary, applications: frozenset[int]) -> None:
+    def __init__(self, dictionary: Dictionary, applications: frozenset[int], *,
+                 max_layouts: int = MAX_LAYOUTS) -> None:
         self.dictionary = dictionary
         self.applications = applications
+        self.max_layouts = max_layouts
         self._known: dict[int, _Slot] = {_ikey(*k): _slot(d) for k, d in dictionary.avps.items()}
         self._plans: dict[int, _Plan] = {}
         self._headers: dict[int, tuple[CommandDef, _Plan]] = {}
@@ -209,8 +211,10 @@ class Validator:
 
     def _remember(self, hkey: int, end: int, data: bytes, avps: list[Avp], plan: _Plan) -> None:
         """Keep the layout of a request the fast path has just accepted."""
+        if not self.max_layouts:
+            return
         layouts = self._layouts.setdefault(hkey, {})
-        if end not in layouts and len(layouts) >= _MAX_LAYOUTS:
+        if end not in layouts and len(layouts) >= self.max_layouts:
             del layouts[next(iter(layouts))]
         layouts[end] = Layout(_layout_avps(avps, plan, data, HEADER_SIZE), HEADER_SIZE)
 

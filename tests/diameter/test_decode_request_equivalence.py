@@ -15,6 +15,7 @@ from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
 from protocols.diameter.errors import DiameterError, ProtocolError
 from protocols.diameter.message import FLAG_PROXIABLE, FLAG_REQUEST, decode_header
+from protocols.diameter.validate import MAX_LAYOUTS
 
 DICTIONARY = Dictionary.of(base.AVPS, base.COMMANDS, s13.AVPS, s13.COMMANDS)
 VALIDATOR = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
@@ -173,4 +174,7 @@ def test_layouts_are_bounded() -> None:
     v = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
     for n in range(200):
         v.decode_request(ecr_of(b"s" * (4 + 4 * n), 1, b"3" * 15, b"12", b"0" * 15))
-    assert all(len(by_length) <= 32 for by_length in v._layouts.values())
+    assert all(len(by_length) == MAX_LAYOUTS for by_length in v._layouts.values())
+    off = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}), max_layouts=0)
+    off.decode_request(ecr_of(b"s" * 12, 1, b"3" * 15, b"12", b"0" * 15))
+    assert not off._layouts
