@@ -36,6 +36,7 @@ from eir.register.service import Check, EquipmentChecker
 from protocols.diameter import Avp, Dictionary, LocalNode, Message, ProtocolError, encode_message, error_answer
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
+from protocols.diameter.answers import AnswerTemplate
 from protocols.diameter.validate import wrap_failed
 
 from .answers import EcaTemplates
@@ -52,6 +53,16 @@ _SUCCESS = int(_RC.DIAMETER_SUCCESS)
 _UNABLE = int(_RC.DIAMETER_UNABLE_TO_COMPLY)
 _TOO_BUSY = int(_RC.DIAMETER_TOO_BUSY)
 _EQUIPMENT_UNKNOWN = int(s13.ExperimentalResultCode.DIAMETER_ERROR_EQUIPMENT_UNKNOWN)
+# The codes _parse compares, read once from the spec tables (one global load each, per AVP of every ECR).
+_V3GPP = s13.VENDOR_3GPP
+_TERMINAL_INFORMATION = s13.TERMINAL_INFORMATION.code
+_IMEI = s13.IMEI.code
+_SOFTWARE_VERSION = s13.SOFTWARE_VERSION.code
+_MEID = s13.MEID_3GPP2.code
+_USER_NAME = base.USER_NAME.code
+_ORIGIN_HOST = base.ORIGIN_HOST.code
+_DESTINATION_REALM = base.DESTINATION_REALM.code
+_DESTINATION_HOST = base.DESTINATION_HOST.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,8 @@ class S13Frontend:
         self._lookups: set[asyncio.Task[None]] = set()
         self._draining = 0
         self._counts = self.metrics.counts
+        #: Per verdict (a handful: outcome x status), the answer template and the result code it counts.
+        self._answers: dict[Verdict, tuple[AnswerTemplate, int]] = {}
         self._host = node.host.lower().encode()
         self._realms = frozenset(r.lower().encode() for r in self.settings.realms)
 
@@ -203,28 +216,27 @@ class S13Frontend:
         ti: Avp | None = None
         for avp in req.avps:
             code = avp.code
-            if code == s13.TERMINAL_INFORMATION.code and avp.vendor == s13.VENDOR_3GPP:
-                ti = avp
-                for child in avp.children():
-                    if child.vendor != s13.VENDOR_3GPP:
-                        continue
-                    if child.code == s13.IMEI.code:
-                        imei_avp = child
-                    elif child.code == s13.SOFTWARE_VERSION.code:
-                        sv_avp = child
-                    elif child.code == s13.MEID_3GPP2.code:
-                        meid_avp = child
-            elif avp.vendor:
-                continue
-            elif code == base.USER_NAME.code:
+            if avp.vendor:
+                if code == _TERMINAL_INFORMATION and avp.vendor == _V3GPP:
+                    ti = avp
+                    for child in avp.children():
+                        if child.vendor != _V3GPP:
+                            continue
+                        if child.code == _IMEI:
+                            imei_avp = child
+                        elif child.code == _SOFTWARE_VERSION:
+                            sv_avp = child
+                        elif child.code == _MEID:
+                            meid_avp = child
+            elif code == _USER_NAME:
                 user = avp
-            elif code == base.ORIGIN_HOST.code:
+            elif code == _ORIGIN_HOST:
                 origin = avp.data.decode("ascii")
-            elif code == base.DESTINATION_REALM.code:
+            elif code == _DESTINATION_REALM:
                 if self._realms and avp.data.lower() not in self._realms:
                     return self._error(req, _RC.DIAMETER_REALM_NOT_SERVED,
                                        f"realm {avp.data.decode('ascii', 'replace')} is not served here")
-            elif code == base.DESTINATION_HOST.code and avp.data.lower() != self._host:
+            elif code == _DESTINATION_HOST and avp.data.lower() != self._host:
                 return self._error(req, _RC.DIAMETER_UNABLE_TO_DELIVER,
                                    f"Destination-Host {avp.data.decode('ascii', 'replace')} is not this EIR")
         assert ti is not None  # {Terminal-Information} is required: the validator checked it
@@ -276,19 +288,26 @@ class S13Frontend:
 
     # ------------------------------------------------------------------ decision -> ECA bytes
     def _answer(self, req: Message, verdict: Verdict) -> bytes:
+        plan = self._answers.get(verdict)
+        if plan is None:
+            plan = self._answers[verdict] = self._answer_plan(verdict)
+        template, code = plan
+        counts = self._counts
+        counts.outcomes[verdict.outcome] += 1
+        results = counts.results
+        results[code] = results.get(code, 0) + 1
+        return template.render(req)
+
+    def _answer_plan(self, verdict: Verdict) -> tuple[AnswerTemplate, int]:
+        """The ECA template and Result-Code (or Experimental-Result-Code) answering ``verdict``."""
         status = verdict.status
-        outcome = verdict.outcome
-        self._counts.outcomes[outcome] += 1
-        if outcome is Outcome.STORE_UNAVAILABLE:
+        if verdict.outcome is Outcome.STORE_UNAVAILABLE:
             status = self.settings.fail.status
             if status is None:
-                self._result(_UNABLE)
-                return self.templates.unable_to_comply.render(req)
+                return self.templates.unable_to_comply, _UNABLE
         if status is None:
-            self._result(_EQUIPMENT_UNKNOWN)
-            return self.templates.unknown.render(req)
-        self._result(_SUCCESS)
-        return self.templates.by_status[int(status)].render(req)
+            return self.templates.unknown, _EQUIPMENT_UNKNOWN
+        return self.templates.by_status[int(status)], _SUCCESS
 
     def _error(self, req: Message, code: int, text: str, failed: Avp | None = None) -> bytes:
         self._result(int(code))
