@@ -177,6 +177,21 @@ class PeerLink(asyncio.Protocol):
             if self._read_paused:
                 self._update_reading()
 
+    def answer_all(self, answers: Iterable[tuple[Message | bytes, Message]]) -> None:
+        """:meth:`answer` each ``(answer, request)`` pair, then write them at once, in this callback.
+
+        For answers given outside a read (after a store round trip, say): :meth:`answer` would leave the
+        write to a callback of the next loop iteration.
+        """
+        if self.conn.state not in (State.OPEN, State.CLOSING):
+            return
+        send = self.conn.send_answer
+        for answer, request in answers:
+            send(answer, request)
+        self._flush()
+        if self._read_paused:
+            self._update_reading()
+
     async def disconnect(self, cause: int = base.DisconnectCause.REBOOTING, timeout: float = 5.0) -> None:
         """DPR, wait for the DPA (or ``timeout``), close."""
         events = self.conn.disconnect(self._loop.time(), cause)

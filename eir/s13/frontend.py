@@ -99,6 +99,15 @@ def _is_imsi(text: str) -> bool:
     return 6 <= len(text) <= 15 and text.isdigit()
 
 
+def _send_all(answers: list[tuple[PeerLink, bytes, Message]]) -> None:
+    """Answers given after a store round trip, written at once per connection (``PeerLink.answer_all``)."""
+    by_link: dict[PeerLink, list[tuple[bytes, Message]]] = {}
+    for link, answer, request in answers:
+        by_link.setdefault(link, []).append((answer, request))
+    for link, pairs in by_link.items():
+        link.answer_all(pairs)
+
+
 class S13Frontend:
     """The request handler of the EIR's Diameter node for application 16777252."""
 
@@ -178,8 +187,8 @@ class S13Frontend:
 
     def _fail(self, batch: list[tuple[PeerLink, Message, Check, float]]) -> None:
         self._result(_UNABLE, len(batch))
-        for link, req, _, _ in batch:
-            link.answer(self.templates.unable_to_comply.render(req), req)
+        render = self.templates.unable_to_comply.render
+        _send_all([(link, render(req), req) for link, req, _, _ in batch])
 
     def _result(self, code: int, n: int = 1) -> None:
         results = self._counts.results
@@ -197,12 +206,14 @@ class S13Frontend:
             self.pending -= len(batch)
         up = 1
         now = time.perf_counter()
-        latency = self.metrics.latency
+        observe = self.metrics.latency.observe_n
+        answers: list[tuple[PeerLink, bytes, Message]] = []
         for (link, req, _, queued), verdict in zip(batch, verdicts, strict=True):
             if verdict.outcome is Outcome.STORE_UNAVAILABLE:
                 up = 0
-            link.answer(self._answer(req, verdict), req)
-            latency.observe_n(now - queued)
+            answers.append((link, self._answer(req, verdict), req))
+            observe(now - queued)
+        _send_all(answers)
         self.metrics.store_up.set(up)
 
     # ------------------------------------------------------------------ ECR -> CheckRequest

@@ -34,6 +34,10 @@ class FakeLink:
         assert isinstance(answer, bytes)
         self.answers.append(decode_message(answer))
 
+    def answer_all(self, answers: list[tuple[bytes | Message, Message]]) -> None:
+        for answer, request in answers:
+            self.answer(answer, request)
+
 
 class FakeChecker:
     """Never a cache hit; ``verdicts`` runs ``hook`` (once) just before it returns."""

@@ -10,6 +10,7 @@ from eir.diameter.transport import DiameterNode, LinkClosed, NodeConfig, Request
 from eir.net.sctp import SctpUnavailableError, sctp_available
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter.events import DisconnectRequested
+from protocols.diameter.framer import Framer
 from protocols.diameter.peer_state import State
 from tests.peer.helpers import EIR, MME
 
@@ -17,6 +18,7 @@ from .support import (
     WAIT,
     RawClient,
     Recorder,
+    eca,
     ecr,
     eventually,
     node_pair,
@@ -73,6 +75,30 @@ async def test_pipelined_requests_reach_the_handler_in_batches() -> None:
         assert sorted(a.hop_by_hop for a in answers) == list(range(1, 51))
         assert handler.count == 50
         assert max(len(b) for b in handler.batches) > 1, [len(b) for b in handler.batches]
+
+
+async def test_answer_all_writes_held_answers_at_once_from_the_calling_callback() -> None:
+    handler = Recorder(hold=True)
+    async with node_pair(handler) as (server, _client, port):
+        raw = await RawClient.connect(port)
+        try:
+            raw.writer.write(pipelined_ecrs(20))
+            await eventually(lambda: len(handler.held) == 20, "20 requests held")
+            srv = server_link(server)
+            assert srv.transport is not None
+            writes: list[bytes] = []
+            original = srv.transport.write
+            srv.transport.write = lambda data: (writes.append(bytes(data)), original(data))[1]  # type: ignore[method-assign]
+            srv.answer_all([(eca(req), req) for _, req in handler.held])
+            assert len(writes) == 1 and len(Framer().feed(writes[0])) == 20  # one write, before returning
+            answers = [await raw.read_message() for _ in range(20)]
+            assert sorted(a.hop_by_hop for a in answers) == list(range(1, 21))
+            assert srv.conn.incoming_pending == 0
+            srv.abort()
+            await asyncio.wait_for(srv.closed, WAIT)
+            srv.answer_all([(eca(req), req) for _, req in handler.held])  # closed: nothing, no error
+        finally:
+            await raw.close()
 
 
 async def test_graceful_close_sends_dpr() -> None:
