@@ -13,6 +13,10 @@ machine's cores), with requests drawn from the listed population (``--population
   intended send time. The generator sends every 0.1 ms (``--tick``; a ``timerfd``, :mod:`testbed.ticker`),
   so it holds a request back by at most that long.
 
+Each row also gives the CPU time per answer of the server, redis-server and the generator (from /proc and
+getrusage, user + system; the generator's includes building its templates): on a shared VM whose latency
+figures vary from run to run, these compare two versions of the code better than a tail does.
+
 Side by side, in the same run: the fixed-answer responder (``eir testbed responder``: the ceiling of the
 machine for a Diameter server in Python) and the naive EIR built on python-diameter (``bench/naive_eir.py``:
 threads and one Redis GET per request).
@@ -24,6 +28,7 @@ import argparse
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,6 +43,19 @@ from testbed.loadgen import LoadConfig, LoadResult, run_load
 from tests.support.servers import free_port, stop_process, wait_port
 
 BIN = Path(sys.executable).parent
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (/proc/PID/stat, proc(5) fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU time of this process's finished children: the load generator's worker processes."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def server_histogram(admin: int) -> dict[float, float]:
@@ -60,7 +78,8 @@ def quantile_bound(before: dict[float, float], after: dict[float, float], q: flo
 
 
 def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
-            saturate: float, admin: int | None = None) -> list[str]:
+            saturate: float, admin: int | None, pids: tuple[int, int]) -> list[str]:
+    """The rows of one server; ``pids`` are the server's and redis-server's (for CPU per answer)."""
     rows = []
     # The fixed rate first (``--repeat`` times: on a shared VM one run's tail says little): a saturation run
     # leaves the server a backlog that would still be draining.
@@ -68,14 +87,18 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
     runs = [("fixed", args.rate, args.duration)] * repeat + [("saturation", saturate, args.duration)]
     for label, rate, duration in runs:
         before = server_histogram(admin) if admin is not None and label == "fixed" else {}
+        cpu0 = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), children_cpu())
         res: LoadResult = run_load(LoadConfig(
             "127.0.0.1", port, rate, duration, max_requests=int(rate * duration), workers=1, mmes=1,
             devices=devices, timeout=5.0, max_in_flight=4096 if label == "saturation" else 20_000,
             tick=None if args.tick is None else args.tick / 1000,
         ))
+        cpu1 = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), children_cpu())
+        per = [f"{1e6 * (b - a) / max(res.answered, 1):.0f}" for a, b in zip(cpu0, cpu1, strict=True)]
         lat = res.to_json()["latency_ms"]
         rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
-                    f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} |")
+                    f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} | "
+                    f"{' / '.join(per)} |")
         print(rows[-1], flush=True)
         if before:
             after = server_histogram(admin)  # type: ignore[arg-type]
@@ -101,8 +124,9 @@ def main() -> None:
     pop = min(args.entries, args.population or args.entries)
     print(f"# {machine()}; {args.entries:,} listed IMEIs, requests drawn from {pop:,} of them; "
           f"load generator: testbed.loadgen, 1 process, {tick}")
-    print("| server | load | answers/s | timeouts | p50 ms | p99 ms | p99.9 ms | max ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | load | answers/s | timeouts | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs per answer: "
+          "server / redis / generator |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as tmp, private_redis(Path(tmp) / "redis") as rs:
         csv = Path(tmp) / "register.csv"
         keys = generate_csv(csv, args.entries)
@@ -142,7 +166,7 @@ def main() -> None:
                 saturate = args.saturate if "naive" not in name else 3_000
                 if admin is not None:
                     wait_port(admin, proc, 60)
-                measure(name, port, devices, args, saturate, admin)
+                measure(name, port, devices, args, saturate, admin, (proc.pid, rs.proc.pid))
             finally:
                 stop_process(proc, 20)
 
