@@ -94,7 +94,7 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
             tick=None if args.tick is None else args.tick / 1000,
         ))
         cpu1 = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), children_cpu())
-        per = [f"{1e6 * (b - a) / max(res.answered, 1):.0f}" for a, b in zip(cpu0, cpu1, strict=True)]
+        per = [f"{1e6 * (b - a) / res.answered:.0f}" if res.answered else "-" for a, b in zip(cpu0, cpu1, strict=True)]
         lat = res.to_json()["latency_ms"]
         rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
                     f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} | "
