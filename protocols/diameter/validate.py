@@ -48,7 +48,7 @@ from .message import (
 )
 from .types import FIXED_SIZE
 
-__all__ = ["MAX_LAYOUTS", "Validator", "example_avp", "wrap_failed", "zero_fill"]
+__all__ = ["LAYOUTS_PER_LENGTH", "MAX_LAYOUTS", "Validator", "example_avp", "wrap_failed", "zero_fill"]
 
 _MIN_SIZE: dict[AvpType, int] = {**FIXED_SIZE, AvpType.ADDRESS: 6}
 
@@ -76,9 +76,12 @@ def zero_fill(avp: Avp, dictionary: Dictionary) -> Avp:
 # How the value of an AVP is checked; one small int per AVP definition, computed once.
 _NONE, _FIXED, _ENUM, _UTF8, _IDENTITY, _ADDRESS, _GROUPED = range(7)
 _UNBOUNDED = 1 << 30
-#: Layouts remembered per command, one per message length (a peer's requests vary in length a little: a
-#: Session-Id counter gains a digit, a User-Name comes or goes); beyond that, the oldest is forgotten.
+#: Message lengths per command whose layouts are remembered (a peer's requests vary in length a little: a
+#: Session-Id counter gains a digit, a User-Name comes or goes); beyond that, the oldest length is forgotten.
 MAX_LAYOUTS = 32
+#: Layouts remembered per message length: requests of two peers may have the same length and different
+#: AVPs; each keeps its layout (the newest first) rather than replacing the other's on every request.
+LAYOUTS_PER_LENGTH = 4
 
 #: A compiled grammar entry for the careful path: (definition, check kind, fixed size, min, max).
 _Slot = tuple[AvpDef, int, int, int, int]
@@ -136,8 +139,8 @@ class Validator:
         self._known: dict[int, _Slot] = {_ikey(*k): _slot(d) for k, d in dictionary.avps.items()}
         self._plans: dict[int, _Plan] = {}
         self._headers: dict[int, tuple[CommandDef, _Plan]] = {}
-        #: Per flags+command+application, per message length: the layout of the last request accepted.
-        self._layouts: dict[int, dict[int, Layout]] = {}
+        #: Per flags+command+application, per message length: the layouts of requests accepted (newest first).
+        self._layouts: dict[int, dict[int, list[Layout]]] = {}
 
     def _plan(self, grammar: Grammar) -> _Plan:
         plan = self._plans.get(id(grammar))
@@ -197,8 +200,7 @@ class Validator:
             known = self._check_header(data, vl, fc, app)
         layouts = self._layouts.get(hkey)
         if layouts is not None:
-            layout = layouts.get(end)
-            if layout is not None:
+            for layout in layouts.get(end, ()):
                 avps = layout.match(data, HEADER_SIZE)
                 if avps is not None:
                     return Message(fc & 0xFFFFFF, app, fc >> 24, hbh, e2e, avps), known[0]
@@ -213,10 +215,15 @@ class Validator:
         """Keep the layout of a request the fast path has just accepted."""
         if not self.max_layouts:
             return
-        layouts = self._layouts.setdefault(hkey, {})
-        if end not in layouts and len(layouts) >= self.max_layouts:
-            del layouts[next(iter(layouts))]
-        layouts[end] = Layout(_layout_avps(avps, plan, data, HEADER_SIZE), HEADER_SIZE)
+        by_length = self._layouts.setdefault(hkey, {})
+        same = by_length.get(end)
+        if same is None:
+            if len(by_length) >= self.max_layouts:
+                del by_length[next(iter(by_length))]
+            same = by_length[end] = []
+        elif len(same) >= LAYOUTS_PER_LENGTH:
+            same.pop()
+        same.insert(0, Layout(_layout_avps(avps, plan, data, HEADER_SIZE), HEADER_SIZE))
 
     def _check_header(self, data: bytes, vl: int, fc: int, app: int) -> tuple[CommandDef, _Plan]:
         """The header checks of the careful path, remembered per (flags, command, application)."""

@@ -15,7 +15,7 @@ from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
 from protocols.diameter.errors import DiameterError, ProtocolError
 from protocols.diameter.message import FLAG_PROXIABLE, FLAG_REQUEST, decode_header
-from protocols.diameter.validate import MAX_LAYOUTS
+from protocols.diameter.validate import LAYOUTS_PER_LENGTH, MAX_LAYOUTS
 
 DICTIONARY = Dictionary.of(base.AVPS, base.COMMANDS, s13.AVPS, s13.COMMANDS)
 VALIDATOR = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
@@ -178,3 +178,25 @@ def test_layouts_are_bounded() -> None:
     off = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}), max_layouts=0)
     off.decode_request(ecr_of(b"s" * 12, 1, b"3" * 15, b"12", b"0" * 15))
     assert not off._layouts
+
+
+def test_requests_of_one_length_and_other_avps_each_keep_their_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two peers whose ECRs have the same length and different AVPs (here: one User-Name longer, the
+    # Session-Id shorter by as much) must not replace each other's layout on every request.
+    v = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
+    a = ecr_of(b"s" * 16, 1, b"3" * 15, b"12", b"0" * 11)
+    b = ecr_of(b"s" * 12, 1, b"3" * 15, b"12", b"0" * 15)
+    assert len(a) == len(b) and a != b
+    v.decode_request(a)
+    v.decode_request(b)
+
+    def no_fast_path(*_: object) -> None:
+        raise AssertionError("a known layout was not used")
+
+    monkeypatch.setattr(Validator, "_fast", no_fast_path)
+    for data in (a, b, a, b):
+        assert outcome(lambda d: v.decode_request(d), data) == outcome(careful, data)
+    monkeypatch.undo()
+    for n in range(LAYOUTS_PER_LENGTH + 3):  # more shapes of that length: the newest are kept, no more
+        v.decode_request(ecr_of(b"s" * (16 - 4 * (n % 4)), 1, b"3" * (15 - n % 3), b"12", b"0" * 15))
+    assert all(len(same) <= LAYOUTS_PER_LENGTH for by_length in v._layouts.values() for same in by_length.values())
