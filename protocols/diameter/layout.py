@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from .message import Avp
+from .message import _AVP8, _AVP12, AVP_FLAG_VENDOR, Avp
 
 __all__ = ["Layout", "LayoutAvp"]
 
@@ -31,16 +31,21 @@ __all__ = ["Layout", "LayoutAvp"]
 class LayoutAvp:
     """One AVP of an accepted message, as the layout needs it.
 
-    ``head`` is its header as received (8 or 12 octets, §4.1: code, flags, length, vendor);
-    ``check`` is ``"text"`` (UTF8String or DiameterIdentity: must be ASCII to match),
-    ``"enum"`` (``enum_values`` must hold the value) or ``""``; ``members`` the members of a
-    Grouped AVP (None otherwise).
+    ``size`` is the length of its data (unpadded); ``check`` is ``"text"`` (UTF8String or
+    DiameterIdentity: must be ASCII to match), ``"enum"`` (``enum_values`` must hold the value) or
+    ``""``; ``members`` the members of a Grouped AVP (None otherwise).
     """
+
+    @property
+    def head(self) -> bytes:
+        """Its header, as a message of this layout carries it (§4.1: code, flags, length[, vendor])."""
+        if self.flags & AVP_FLAG_VENDOR:
+            return _AVP12.pack(self.code, self.flags << 24 | (12 + self.size), self.vendor)
+        return _AVP8.pack(self.code, self.flags << 24 | (8 + self.size))
 
     code: int
     flags: int
     vendor: int
-    head: bytes
     size: int
     check: str = ""
     enum_values: frozenset[int] | None = None
@@ -110,15 +115,11 @@ class Layout:
         self._want = tuple(want)
         self._texts = _picker(texts)
 
-    @property
-    def size(self) -> int:
-        """Octets of AVPs this layout covers."""
-        return self._struct.size
-
     def match(self, data: bytes, start: int) -> list[Avp] | None:
         """The AVPs of ``data[start:]`` if it has exactly this layout and passes its data checks, else None.
 
-        ``data[start:]`` must be :attr:`size` octets long (the caller looks layouts up by length).
+        ``data`` must be as long as the message the layout was taken from (the caller looks layouts up by
+        message length).
         """
         fields = self._struct.unpack_from(data, start)
         if self._heads(fields) != self._want or not b"".join(self._texts(fields)).isascii():

@@ -208,10 +208,10 @@ class Validator:
             avps = self._fast(data, HEADER_SIZE, end, known[1])
         except (_Doubt, KeyError, struct.error):
             return self._slow(data), known[0]
-        self._remember(hkey, end, data, avps, known[1])
+        self._remember(hkey, end, avps, known[1])
         return Message(fc & 0xFFFFFF, app, fc >> 24, hbh, e2e, avps), known[0]
 
-    def _remember(self, hkey: int, end: int, data: bytes, avps: list[Avp], plan: _Plan) -> None:
+    def _remember(self, hkey: int, end: int, avps: list[Avp], plan: _Plan) -> None:
         """Keep the layout of a request the fast path has just accepted."""
         if not self.max_layouts:
             return
@@ -223,7 +223,7 @@ class Validator:
             same = by_length[end] = []
         elif len(same) >= LAYOUTS_PER_LENGTH:
             same.pop()
-        same.insert(0, Layout(_layout_avps(avps, plan, data, HEADER_SIZE), HEADER_SIZE))
+        same.insert(0, Layout(_layout_avps(avps, plan), HEADER_SIZE))
 
     def _check_header(self, data: bytes, vl: int, fc: int, app: int) -> tuple[CommandDef, _Plan]:
         """The header checks of the careful path, remembered per (flags, command, application)."""
@@ -416,20 +416,18 @@ class Validator:
         )
 
 
-def _layout_avps(avps: list[Avp], plan: _Plan, data: bytes, pos: int) -> tuple[LayoutAvp, ...]:
-    """What :class:`Layout` needs of AVPs the fast path accepted at ``data[pos:]``: the same checks of data."""
+def _layout_avps(avps: list[Avp], plan: _Plan) -> tuple[LayoutAvp, ...]:
+    """What :class:`Layout` needs of AVPs the fast path accepted: their structure and the same data checks."""
     out: list[LayoutAvp] = []
     for avp in avps:
         defn, kind, _, _, _, child = plan.fast[avp.code << 32 | avp.vendor]
-        head = 12 if avp.flags & AVP_FLAG_VENDOR else 8
         members = None
         if kind == _GROUPED:
             assert avp.members is not None and child is not None
-            members = _layout_avps(avp.members, child, data, pos + head)
+            members = _layout_avps(avp.members, child)
         check = "text" if kind in (_UTF8, _IDENTITY) else "enum" if kind == _ENUM else ""
-        out.append(LayoutAvp(avp.code, avp.flags, avp.vendor, data[pos:pos + head], len(avp.data), check,
+        out.append(LayoutAvp(avp.code, avp.flags, avp.vendor, len(avp.data), check,
                              frozenset(defn.enum_values or ()) if check == "enum" else None, members))
-        pos += head + len(avp.data) + (-len(avp.data) & 3)
     return tuple(out)
 
 
