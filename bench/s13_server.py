@@ -1,6 +1,7 @@
 """Answers per second and latency of one ``eir serve`` worker with Redis (issue 5).
 
     .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000] [--tick MS]
+        [--servers eir-tcp eir-unix responder naive]
 
 Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
 ``eir list import``, starts one ``eir serve`` worker on it (once over TCP, once over the server's unix
@@ -8,7 +9,10 @@ socket, as an EIR next to its Redis would use it), and drives it with the testbe
 load generator (``testbed.loadgen``, one worker process; generator, server and redis-server share the
 machine's cores), with requests drawn from the listed population (``--population``). Two measurements each:
 
-* saturation: offered load well above capacity for ``--duration`` s -> answers per second;
+* saturation: offered load well above capacity for ``--duration`` s -> answers per second, the median of the
+  per-second answer counts while the generator sends (:attr:`testbed.loadgen.LoadResult.sustained`; before
+  2026-12-04's fifth session the bench divided all answers by ``--duration`` although a generator behind
+  schedule sends for longer, which overstated saturation);
 * fixed rate (``--rate``, 20k/s; ``--repeat`` runs, 3 by default) -> p50 / p99 / p99.9 latency, from the
   intended send time. The generator sends every 0.1 ms (``--tick``; a ``timerfd``, :mod:`testbed.ticker`),
   so it holds a request back by at most that long.
@@ -43,6 +47,7 @@ from testbed.loadgen import LoadConfig, LoadResult, run_load
 from tests.support.servers import free_port, stop_process, wait_port
 
 BIN = Path(sys.executable).parent
+SERVERS = ("eir-tcp", "eir-unix", "responder", "naive")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,7 +101,7 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
         cpu1 = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), children_cpu())
         per = [f"{1e6 * (b - a) / res.answered:.0f}" if res.answered else "-" for a, b in zip(cpu0, cpu1, strict=True)]
         lat = res.to_json()["latency_ms"]
-        rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.answered / duration:,.0f} | {res.timeouts} | "
+        rows.append(f"| {name} | {label} {rate:,.0f}/s | {res.sustained:,.0f} | {res.timeouts} | "
                     f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['p99.9']:.2f} | {lat['max']:.1f} | "
                     f"{' / '.join(per)} |")
         print(rows[-1], flush=True)
@@ -119,7 +124,11 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=None,
                     help="IMEIs the requests are drawn from (default: all --entries, as issue 5 specifies)")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                    help="which servers to measure (default: all)")
     args = ap.parse_args()
+    if args.skip_naive and "naive" in args.servers:
+        args.servers.remove("naive")
     tick = "default tick" if args.tick is None else f"tick {args.tick:g} ms"
     pop = min(args.entries, args.population or args.entries)
     print(f"# {machine()}; {args.entries:,} listed IMEIs, requests drawn from {pop:,} of them; "
@@ -138,12 +147,13 @@ def main() -> None:
         sample = rnd.sample(keys, min(len(keys), args.population or len(keys)))
         devices = tuple((str(k), "01", "", "", "listed") for k in sample)
         eir = [str(BIN / "eir"), "serve", "--log-level", "warning", "--origin-realm", "localdomain", "--store"]
-        servers = [
-            ("eir serve (Redis TCP, 1 worker)", [*eir, rs.url]),
-            ("eir serve (Redis unix socket, 1 worker)", [*eir, rs.unix_url]),
-            ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
-        ]
-        if not args.skip_naive:
+        known = {
+            "eir-tcp": ("eir serve (Redis TCP, 1 worker)", [*eir, rs.url]),
+            "eir-unix": ("eir serve (Redis unix socket, 1 worker)", [*eir, rs.unix_url]),
+            "responder": ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
+        }
+        servers = [known[k] for k in SERVERS if k in args.servers and k in known]
+        if "naive" in args.servers:
             r = redis.Redis.from_url(rs.url)
             pipe = r.pipeline(transaction=False)
             for i, k in enumerate(sample):

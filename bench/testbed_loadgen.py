@@ -38,8 +38,8 @@ def main() -> None:
             res = run_load(LoadConfig("127.0.0.1", port, rate, args.duration, workers=w, mmes=w,
                                       max_requests=int(rate * args.duration), timeout=2.0))
             lat = res.to_json()["latency_ms"]
-            print(f"{w:>7} {rate:>10.0f} {res.answered / args.duration:>11.0f} "
-                  f"{res.throughput:>12.0f} {res.timeouts:>9} "
+            print(f"{w:>7} {rate:>10.0f} {res.throughput:>11.0f} "
+                  f"{res.sustained:>12.0f} {res.timeouts:>9} "
                   f"{lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['p99.9']:>9.2f} {lat['max']:>8.2f}", flush=True)
             if res.errors:
                 print("  errors:", res.errors)

@@ -15,7 +15,10 @@ Design (see ../shared/reference/performance-notes.md: one Python process tops ou
 * times come from ``time.monotonic()`` (nanoseconds), never ``loop.time()``: uvloop's clock is the
   loop's cached time in whole milliseconds, which quantised every latency to the millisecond;
 * latencies go into HDR histograms (:mod:`testbed.latency`) merged across workers; each run is bounded
-  by ``duration`` and ``max_requests``, and outstanding requests are given ``timeout`` to finish.
+  by ``max_requests`` and, when the server cannot keep up, by ``duration + timeout`` of sending; outstanding
+  requests are given ``timeout`` to finish, counted from when they were sent;
+* :attr:`LoadResult.sustained` is the steady answer rate (median answers per whole second while sending), the
+  figure to read at saturation, where a behind-schedule generator sends for longer than ``duration``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import asyncio
 import multiprocessing as mp
 import queue
 import random
+import statistics
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,7 +106,19 @@ class LoadResult:
 
     @property
     def throughput(self) -> float:
+        """Answers over the whole run, the final wait for outstanding answers included."""
         return self.answered / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def sustained(self) -> float:
+        """Answers per second in the steady state: the median of the per-second answer counts over the whole
+        seconds after the first and before the last second in which requests were sent (the first ramps up,
+        the last is partial). Runs of under three seconds of sending fall back to :attr:`throughput`."""
+        sending = sorted(self.sent_per_second)
+        if len(sending) < 3:
+            return self.throughput
+        return float(statistics.median(self.answered_per_second.get(s, 0)
+                                       for s in range(sending[0] + 1, sending[-1])))
 
     def to_json(self) -> dict[str, Any]:
         cfg = asdict(self.config)
@@ -116,7 +132,8 @@ class LoadResult:
                      "completed": self.answered_per_second.get(s, 0)} for s in seconds]
         return {"kind": "load", "config": cfg, "sent": self.sent, "answered": self.answered,
                 "timeouts": self.timeouts, "elapsed_s": round(self.elapsed, 3),
-                "throughput_per_s": round(self.throughput, 1), "answers": dict(self.answers),
+                "throughput_per_s": round(self.throughput, 1), "sustained_per_s": round(self.sustained, 1),
+                "answers": dict(self.answers),
                 "wrong_by_category": {k: dict(v) for k, v in self.wrong.items()},
                 "latency_ms": summarize(self.latency.total), "timeline": timeline, "errors": self.errors}
 
@@ -208,6 +225,11 @@ class _Worker:
         self.ans_ps: Counter[int] = Counter()
         self.sent = 0
         self.answered = 0
+        self.swept = 0
+        #: (time sent, index of the next request) after each tick that sent something: timeouts count from
+        #: when a request was sent, not from when it was due, or a generator behind schedule would drop
+        #: answers to requests it has only just sent.
+        self.sends: deque[tuple[float, int]] = deque()
         self.t0 = 0.0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.times: list[float] | None = None
@@ -329,8 +351,12 @@ class _Worker:
         nconn = len(conns)
         max_in_flight = cfg.max_in_flight
         sample = cfg.pcap_sample
+        stop_sending = cfg.duration + cfg.timeout
+        sends = self.sends
         while i < self.count:
             now = time.monotonic() - t0
+            if now > stop_sending:
+                break  # the server cannot keep up: the run still ends by itself
             # Send everything due now, up to the window.
             while i < self.count and self.intended(i) <= now and len(pending) < max_in_flight:
                 ci = i % nconn
@@ -346,6 +372,8 @@ class _Worker:
                 pending[hbh] = i
                 i += 1
                 self.sent_ps[int(now)] += 1
+            if not sends or sends[-1][1] != i:
+                sends.append((now, i))
             for conn in conns:
                 conn.flush()
             if now - last_flush >= 0.005:  # HDR record_value costs ~1 µs per distinct value: batch them
@@ -373,11 +401,18 @@ class _Worker:
             conn.disconnect()
 
     def _sweep(self, now: float) -> None:
-        limit = now - self.cfg.timeout
-        stale = [h for h, i in self.pending.items() if self.intended(i) < limit - 1.0]
+        """Forget requests sent more than ``timeout`` + 1 s ago (they count as timeouts)."""
+        limit = now - self.cfg.timeout - 1.0
+        sends = self.sends
+        cutoff = -1
+        while sends and sends[0][0] < limit:
+            cutoff = sends.popleft()[1]  # every request below this index was sent before ``limit``
+        if cutoff < 0:
+            return
+        stale = [h for h, i in self.pending.items() if i < cutoff]
         for h in stale:
             del self.pending[h]
-        self.swept = getattr(self, "swept", 0) + len(stale)
+        self.swept += len(stale)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         last = self.latency.per_second.get(int(now) - 1) or self.latency.per_second.get(int(now))
@@ -387,7 +422,7 @@ class _Worker:
 
     def final(self) -> dict[str, Any]:
         return {"worker": self.index, "sent": self.sent, "answered": self.answered,
-                "timeouts": self.timeouts + getattr(self, "swept", 0), "answers": dict(self.answers),
+                "timeouts": self.timeouts + self.swept, "answers": dict(self.answers),
                 "wrong": {k: dict(v) for k, v in self.wrong.items()}, "latency": self.latency.encode(),
                 "sent_ps": dict(self.sent_ps), "ans_ps": dict(self.ans_ps), "elapsed": self.elapsed,
                 "samples": self.samples}
