@@ -1,7 +1,7 @@
 """Answers per second and latency of one ``eir serve`` worker with Redis (issue 5).
 
     .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000] [--tick MS]
-        [--servers eir-tcp eir-unix responder naive]
+        [--servers eir-tcp eir-unix responder naive] [--pin]
 
 Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
 ``eir list import``, starts one ``eir serve`` worker on it (once over TCP, once over the server's unix
@@ -90,6 +90,11 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
     # leaves the server a backlog that would still be draining.
     repeat = 1 if "naive" in name else args.repeat  # it cannot keep up anyway
     runs = [("fixed", args.rate, args.duration)] * repeat + [("saturation", saturate, args.duration)]
+    if args.pin:
+        # The server alone on CPU 0; redis-server and the generator (spawned from this process) on CPU 1.
+        os.sched_setaffinity(pids[0], {0})
+        os.sched_setaffinity(pids[1], {1})
+        os.sched_setaffinity(0, {1})
     for label, rate, duration in runs:
         before = server_histogram(admin) if admin is not None and label == "fixed" else {}
         cpu0 = (cpu_seconds(pids[0]), cpu_seconds(pids[1]), children_cpu())
@@ -110,6 +115,8 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
             p50, p99 = (quantile_bound(before, after, q) * 1e3 for q in (0.5, 0.99))
             print(f"#   {name}, {label}: its own histogram (request decoded -> answer queued; cache hits count 0): "
                   f"p50 <= {p50:g} ms, p99 <= {p99:g} ms", flush=True)
+    if args.pin:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
     return rows
 
 
@@ -126,13 +133,16 @@ def main() -> None:
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
                     help="which servers to measure (default: all)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the server to CPU 0, redis-server and the generator to CPU 1 (needs 2 CPUs)")
     args = ap.parse_args()
     if args.skip_naive and "naive" in args.servers:
         args.servers.remove("naive")
     tick = "default tick" if args.tick is None else f"tick {args.tick:g} ms"
     pop = min(args.entries, args.population or args.entries)
+    pinned = "; pinned: server CPU 0, redis and generator CPU 1" if args.pin else ""
     print(f"# {machine()}; {args.entries:,} listed IMEIs, requests drawn from {pop:,} of them; "
-          f"load generator: testbed.loadgen, 1 process, {tick}")
+          f"load generator: testbed.loadgen, 1 process, {tick}{pinned}")
     print("| server | load | answers/s | timeouts | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs per answer: "
           "server / redis / generator |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
