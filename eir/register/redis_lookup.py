@@ -9,7 +9,10 @@ reader redis-py uses. Lookups of concurrent tasks are pipelined: Redis answers o
 commands in order, so replies are matched to waiters first in, first out.
 
 Failure handling: a request that gets no reply within ``timeout`` aborts the connection, which fails
-every waiter with :class:`StoreUnavailable`; the next lookup reconnects. Redis restarted (script cache
+every waiter with :class:`StoreUnavailable`; the next lookup reconnects. One timer per connection watches
+the oldest request in flight (replies come in order, so it is the first that could expire), not one timer
+per request: creating and cancelling a timer for each round trip cost more than a tenth of the channel's
+CPU (``bench/redis_round_trip.py``). Redis restarted (script cache
 empty): ``NOSCRIPT`` is answered by sending the script itself once.
 """
 
@@ -54,22 +57,28 @@ def unpack_values(reply: bytes, n: int, label: str) -> list[str | None]:
     return [v or None for v in values]
 
 
+def _bulk(a: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(a), a)
+
+
 def _command(*args: bytes) -> bytes:
     """One RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
 
 
 class _Resp(asyncio.Protocol):
-    """One connection: requests written in order, replies handed to waiters in the same order."""
+    """One connection: requests written in order, replies handed to waiters in the same order; a request
+    unanswered for ``timeout`` seconds aborts the connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        #: (waiter, loop time sent), oldest first.
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: str | None = None
+        self.timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -78,7 +87,7 @@ class _Resp(asyncio.Protocol):
         self.reader.feed(data)
         try:
             while (reply := self.reader.gets()) is not False:
-                fut = self.waiting.popleft()
+                fut = self.waiting.popleft()[0]
                 if not fut.done():  # a waiter cancelled meanwhile
                     fut.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as exc:  # not Redis, or a reply nobody asked for
@@ -86,8 +95,11 @@ class _Resp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.lost or f"connection lost: {exc or 'closed by the server'}"
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.waiting:
-            fut = self.waiting.popleft()
+            fut = self.waiting.popleft()[0]
             if not fut.done():
                 fut.set_exception(StoreUnavailable(self.lost))
 
@@ -97,13 +109,28 @@ class _Resp(asyncio.Protocol):
             self.transport.abort()
 
     def request(self, payload: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        fut: asyncio.Future[Any] = loop.create_future()
         if self.lost is not None or self.transport is None or self.transport.is_closing():
             fut.set_exception(StoreUnavailable(self.lost or "connection closed"))
             return fut
-        self.waiting.append(fut)
+        self.waiting.append((fut, loop.time()))
         self.transport.write(payload)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.timeout, self._check)
         return fut
+
+    def _check(self) -> None:
+        """The watchdog: abort if the oldest request in flight has waited ``timeout``, else look again when
+        it would have."""
+        self._watchdog = None
+        if not self.waiting or self.lost is not None:
+            return
+        due = self.waiting[0][1] + self.timeout
+        if self._loop.time() >= due:
+            self.abort(f"no reply within {self.timeout} s")  # replies come in order: the connection is stuck
+        else:
+            self._watchdog = self._loop.call_at(due, self._check)
 
 
 class LookupChannel:
@@ -116,13 +143,20 @@ class LookupChannel:
         self.label = label
         self._proto: _Resp | None = None
         self._connecting: asyncio.Lock | None = None
+        #: The EVALSHA command up to its last argument, per bucket count.
+        self._heads: dict[int, bytes] = {}
 
     async def lookup(self, keys: Sequence[str], buckets: int) -> list[str | None]:
         """The stored value of each 14-digit key (None when absent), in one round trip."""
-        args = (str(buckets).encode(), self.prefix, ",".join(keys).encode())
-        reply = await self._ask(_command(b"EVALSHA", _SHA, b"0", *args))
+        packed = ",".join(keys).encode()
+        head = self._heads.get(buckets)
+        if head is None:
+            head = self._heads[buckets] = b"*6\r\n" + b"".join(
+                map(_bulk, (b"EVALSHA", _SHA, b"0", str(buckets).encode(), self.prefix)))
+        reply = await self._ask(head + _bulk(packed))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            reply = await self._ask(_command(b"EVAL", LOOKUP_PACKED.encode(), b"0", *args))
+            reply = await self._ask(_command(b"EVAL", LOOKUP_PACKED.encode(), b"0", str(buckets).encode(),
+                                             self.prefix, packed))
         if isinstance(reply, hiredis.ReplyError):
             raise StoreUnavailable(f"redis store {self.label}: lookup failed: {reply}")
         return unpack_values(reply, len(keys), self.label)
@@ -131,16 +165,7 @@ class LookupChannel:
         proto = self._proto
         if proto is None or proto.lost is not None:
             proto = await self._connect()
-        fut = proto.request(payload)
-        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, proto, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
-
-    def _expire(self, proto: _Resp, fut: asyncio.Future[Any]) -> None:
-        if not fut.done():  # replies come in order: the connection is stuck, start afresh
-            proto.abort(f"no reply within {self.timeout} s")
+        return await proto.request(payload)
 
     async def _connect(self) -> _Resp:
         if self._connecting is None:
@@ -151,10 +176,13 @@ class LookupChannel:
             loop = asyncio.get_running_loop()
             p = self.params
             try:
+                def factory() -> _Resp:
+                    return _Resp(self.timeout)
+
                 if "path" in p:
-                    coro = loop.create_unix_connection(_Resp, p["path"])
+                    coro = loop.create_unix_connection(factory, p["path"])
                 else:
-                    coro = loop.create_connection(_Resp, p.get("host", "127.0.0.1"), p.get("port", 6379))
+                    coro = loop.create_connection(factory, p.get("host", "127.0.0.1"), p.get("port", 6379))
                 _transport, proto = await asyncio.wait_for(coro, self.timeout)
             except (OSError, TimeoutError) as exc:
                 raise StoreUnavailable(f"redis store {self.label}: {exc}") from exc

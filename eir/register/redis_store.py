@@ -203,7 +203,8 @@ class RedisStore(Store):
 
     # ---- primitives --------------------------------------------------------------------------
     async def _read_values(self, keys: Sequence[str]) -> list[str | None]:
-        await self._ready()
+        if not self.buckets:
+            await self._ready()
         if not keys:
             return []
         if self._channel is not None:

@@ -259,7 +259,9 @@ class EquipmentChecker:
             return [d.verdict for d in await self.check_many(requests, cached=False)]
         now = self.clock()
         try:
-            idx = await self._ready_index(now)
+            idx = self._index(now)
+            if idx is None:  # not loaded yet (no coroutine on the hot path when it is)
+                idx = await self._ready_index(now)
             by_key = await self._fetch([c[0] for c in checks])
         except StoreUnavailable:
             return [UNAVAILABLE] * len(checks)

@@ -6,6 +6,7 @@ import asyncio
 import random
 from pathlib import Path
 
+import hiredis
 import pytest
 import redis.asyncio as aioredis
 
@@ -127,6 +128,45 @@ async def test_a_server_that_never_answers_gives_store_unavailable_within_the_ti
     finally:
         store._channel and store._channel.close()
         for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_timeout_counts_from_when_each_request_was_sent() -> None:
+    """One watchdog per connection, not one timer per request: a request sent after an earlier one must still
+    get its whole timeout (the watchdog armed for the earlier one must not cut it off), and a request that
+    is never answered still fails once its own timeout has passed."""
+    delays: list[float | None] = [0.0, 0.5, None]  # first at once, second after 0.5 s, third never
+    writers: list[asyncio.StreamWriter] = []
+
+    async def scripted(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        writers.append(w)
+        reader = hiredis.Reader()
+        n = 0
+        while data := await r.read(65536):
+            reader.feed(data)
+            while reader.gets() is not False:
+                delay = delays[n] if n < len(delays) else None
+                n += 1
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    w.write(b"$0\r\n\r\n")  # one empty value: the key is not listed
+
+    server = await asyncio.start_server(scripted, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0?timeout=1.0")
+    store.buckets = 64  # skip the meta read, which would go through redis-py
+    try:
+        assert await store._read_values(_keys(1)) == [None]  # arms the watchdog for t + 1.0 s
+        await asyncio.sleep(0.7)
+        # Sent at 0.7 s, answered at 1.2 s: the watchdog fires at 1.0 s with this one 0.3 s old and waits on.
+        assert await store._read_values(_keys(1, 2)) == [None]
+        with pytest.raises(StoreUnavailable, match="no reply within"):
+            await store._read_values(_keys(1, 3))
+    finally:
+        store._channel and store._channel.close()
+        for w in writers:
             w.close()
         server.close()
         await server.wait_closed()
