@@ -82,6 +82,12 @@ def quantile_bound(before: dict[float, float], after: dict[float, float], q: flo
     return float("inf")
 
 
+def share_above(before: dict[float, float], after: dict[float, float], bound: float) -> float:
+    """The share of what was observed between the scrapes that took longer than ``bound`` (a bucket bound)."""
+    total = after[float("inf")] - before.get(float("inf"), 0.0)
+    return 1.0 - (after[bound] - before.get(bound, 0.0)) / total if total else 0.0
+
+
 def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
             saturate: float, admin: int | None, pids: tuple[int, int]) -> list[str]:
     """The rows of one server; ``pids`` are the server's and redis-server's (for CPU per answer)."""
@@ -113,8 +119,9 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
         if before:
             after = server_histogram(admin)  # type: ignore[arg-type]
             p50, p99 = (quantile_bound(before, after, q) * 1e3 for q in (0.5, 0.99))
+            over = ", ".join(f"{share_above(before, after, b):.2%} over {b * 1e3:g} ms" for b in (0.0005, 0.001, 0.002))
             print(f"#   {name}, {label}: its own histogram (request decoded -> answer queued; cache hits count 0): "
-                  f"p50 <= {p50:g} ms, p99 <= {p99:g} ms", flush=True)
+                  f"p50 <= {p50:g} ms, p99 <= {p99:g} ms; {over}", flush=True)
     if args.pin:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
     return rows
