@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter.duplicates import DuplicateCache
 from protocols.diameter.events import DuplicateRequest, RequestReceived
 from protocols.diameter.message import FLAG_RETRANSMIT
+from protocols.segmented import SegmentedMap
 
 from .helpers import EIR, Pair, config, eca, ecr, encode_message, messages, types, with_duplicates
 
@@ -120,3 +124,63 @@ def test_unanswered_request_on_a_lost_connection_is_not_a_duplicate_elsewhere() 
     assert types(send_raw(a, 1, 43, 0.0)) == ["RequestReceived"]
     a.server.connection_lost(0.5)
     assert types(send_raw(b, 2, 43, 1.0)) == ["RequestReceived"]
+
+
+class _ProbeAlways(DuplicateCache):
+    """The cache without the highest-id shortcut: every request looked up in every segment."""
+
+    __slots__ = ()
+
+    def seen(self, key: bytes, now: float) -> bytes | None:
+        self._expire(now)
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry
+        self._entries.put(key, b"", now)
+        return None
+
+
+_ORIGINS = (b"mme1.example.org", b"mme2.example.org")
+_IDS = st.one_of(st.integers(0, 40), st.integers(2**32 - 20, 2**32 - 1))  # small ids and ids about to wrap
+_OPS = st.lists(st.tuples(st.sampled_from(("seen", "seen", "seen", "answered", "forget")), st.sampled_from(_ORIGINS),
+                          _IDS, st.sampled_from((0.0, 0.0, 0.1, 0.7, 3.0, 12.0))), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS, window=st.sampled_from((1.0, 5.0, 30.0)), max_entries=st.sampled_from((9, 30, 200_000)))
+def test_the_highest_id_shortcut_never_changes_an_answer(ops: list[tuple[str, bytes, int, float]], window: float,
+                                                         max_entries: int) -> None:
+    """Skipping the lookup of an id above every id recorded for its Origin-Host (duplicates.py) gives exactly
+    the answers of looking every request up: upward, downward and wrapping ids, expiry, eviction, forget."""
+    fast, slow = DuplicateCache(window, max_entries), _ProbeAlways(window, max_entries)
+    now = 0.0
+    for op, origin, e2e, dt in ops:
+        now += dt
+        key = DuplicateCache.key(origin, e2e)
+        if op == "seen":
+            assert fast.seen(key, now) == slow.seen(key, now), (origin, e2e, now)
+        elif op == "answered":
+            fast.answered(key, b"A%d" % e2e)
+            slow.answered(key, b"A%d" % e2e)
+        else:
+            fast.forget(key)
+            slow.forget(key)
+    assert len(fast) == len(slow)
+
+
+def test_ids_counting_upwards_skip_the_lookup_and_a_repeat_is_still_found() -> None:
+    class Counting(SegmentedMap[bytes, bytes]):
+        __slots__ = ("probes",)
+
+        def get(self, key: bytes) -> bytes | None:
+            self.probes += 1
+            return super().get(key)
+
+    cache = DuplicateCache(window=30.0)
+    entries = cache._entries = Counting(9, 1000, float("-inf"))
+    entries.probes = 0
+    for i in range(1000):
+        assert cache.seen(DuplicateCache.key(b"mme", 5000 + i), i * 0.01) is None
+    assert entries.probes == 0  # every id above the highest so far: no lookup
+    assert cache.seen(DuplicateCache.key(b"mme", 5500), 10.0) == b""  # a repeat: looked up and found
+    assert entries.probes == 1
