@@ -63,7 +63,8 @@ def summary_table(result: dict[str, Any]) -> Table:
     t = Table(title="Summary")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for key in ("sent", "answered", "completed", "events", "timeouts", "throughput_per_s", "elapsed_s", "reconnects"):
+    for key in ("sent", "answered", "completed", "events", "timeouts", "throughput_per_s", "sustained_per_s",
+                "elapsed_s", "reconnects"):
         if key in result:
             t.add_row(key, f"{result[key]:,}" if isinstance(result[key], int) else str(result[key]))
     for k in ("p50", "p90", "p99", "p99.9", "max"):

@@ -120,7 +120,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, pcap: str | Non
                      f"{verdict['wrong']:,} wrong outcomes</h2>")
     lat = result.get("latency_ms", {})
     summary = [{"metric": k, "value": result[k]} for k in ("events", "completed", "sent", "answered", "timeouts",
-                                                            "throughput_per_s", "elapsed_s", "reconnects")
+                                                            "throughput_per_s", "sustained_per_s", "elapsed_s",
+                                                            "reconnects")
                if k in result]
     summary += [{"metric": f"latency {k} (ms)", "value": f"{v:.3f}"} for k, v in lat.items() if k != "count"]
     parts.append("<h2>Summary</h2>" + _table(summary, ["metric", "value"]))
