@@ -443,12 +443,14 @@ def build_app(server: "EirServer", *, token: str | EllipsisType | None = _TOKEN_
     # ---- entries -------------------------------------------------------------------------------
     async def write(entry: Entry, force: bool, response: Response) -> WriteResult:
         replaced = await store().put(entry, force=force)
+        await checker().wrote(entry)
         response.status_code = 200 if replaced is not None else 201
         return WriteResult(action="replaced" if replaced is not None else "added", entry=EntryOut.of(entry),
                            replaced=EntryOut.of(replaced) if replaced is not None else None)
 
     async def remove(sel: Entry, reporter: str, force: bool) -> RemoveResult:
         removed = await store().remove(sel.ident, reporter=reporter, force=force)
+        await checker().wrote(removed)
         return RemoveResult(removed=EntryOut.of(removed))
 
     force_q = Query(False, description="Replace or remove an entry reported by another organisation.")
@@ -570,6 +572,8 @@ def build_app(server: "EirServer", *, token: str | EllipsisType | None = _TOKEN_
                 path.unlink()
         if report.applied_nothing:
             response.status_code = 400
+        elif report.applied:
+            await checker().wrote(None)
         return ImportResult.of(report)
 
     @v1.get("/export", tags=["import/export"], response_class=StreamingResponse,

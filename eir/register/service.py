@@ -113,6 +113,19 @@ class EquipmentChecker:
         self._rule_entries = entries
         self._rules = RuleIndex.build(entries, self.clock())
 
+    async def wrote(self, entry: Entry | None) -> None:
+        """Make a write this process has just made visible to its own decisions now (read your writes), not
+        only once the change feed brings it back (well within a second, but possibly after the writer's next
+        request: an operator adding a TAC rule and checking an IMEI of it at once). ``None``: many entries,
+        as after an import."""
+        if entry is not None and not entry.is_rule:
+            self.cache.invalidate((entry.key,))
+            return
+        if entry is None:  # many entries (an import): forget every cached value
+            self.cache.invalidate(None)
+        with contextlib.suppress(StoreUnavailable):  # the write is done; the feed reloads the rules later
+            await self._reload_rules()
+
     async def _follow(self) -> None:
         agen = self.store.watch()
         try:

@@ -119,6 +119,32 @@ class TestEntries:
 
 
 class TestCheck:
+    async def test_the_apis_own_writes_are_decided_on_at_once(self, memory_server: EirServer,
+                                                              client: httpx.AsyncClient) -> None:
+        """Read your writes: a check right after the API's own write (entry or rule, added or removed) sees it,
+        without waiting for the change feed. The feed is stopped here, so only the write path can make it so."""
+        checker = memory_server.checker
+        assert checker is not None and checker._watch_task is not None
+        checker._watch_task.cancel()
+
+        async def outcome() -> str:
+            r = await client.get(f"/v1/check/{OTHER}")
+            assert r.status_code == 200, r.text
+            return str(r.json()["outcome"])
+
+        assert await outcome() == "unknown"  # and now in the cache
+        await client.post("/v1/entries/imei", json=_imei({"imei": OTHER, "status": "white"}))
+        assert await outcome() == "white"
+        assert (await client.delete(f"/v1/entries/imei/{OTHER}", params={"reporter": "op-a"})).status_code == 200
+        assert await outcome() == "unknown"
+        await client.post("/v1/entries/tac", json=_imei({"tac": OTHER[:8], "status": "grey", "reason": "other"}))
+        assert await outcome() == "grey"
+        assert (await client.delete(f"/v1/entries/tac/{OTHER[:8]}", params={"reporter": "op-a"})).status_code == 200
+        assert await outcome() == "unknown"
+        r = await client.post("/v1/import", params={"reporter": "op-a"}, content=f"imei,status\n{OTHER},black\n")
+        assert r.status_code == 200 and r.json()["applied"] == 1, r.text
+        assert await outcome() == "black"
+
     async def test_same_decision_as_the_equipment_checker(self, memory_server: EirServer,
                                                            client: httpx.AsyncClient) -> None:
         await client.post("/v1/entries/range", json=_imei({"first": "35209900000000", "last": "35209900999999"}))
