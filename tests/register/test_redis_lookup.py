@@ -108,6 +108,16 @@ async def test_unix_socket_and_database_selection(redis_server: RedisServer) -> 
         await in_db0.close()
 
 
+async def _close_fake(store: RedisStore, server: asyncio.Server, writers: list[asyncio.StreamWriter]) -> None:
+    """Close the store's channel and a scripted stand-in for Redis."""
+    if store._channel is not None:
+        store._channel.close()
+    for w in writers:
+        w.close()
+    server.close()
+    await server.wait_closed()
+
+
 async def test_a_server_that_never_answers_gives_store_unavailable_within_the_timeout() -> None:
     accepted: list[asyncio.StreamWriter] = []
 
@@ -126,11 +136,7 @@ async def test_a_server_that_never_answers_gives_store_unavailable_within_the_ti
         assert loop.time() - t0 < 5  # bounded by the timeout (generous: this is not a timing test)
         assert "no reply within" in str(results[0])
     finally:
-        store._channel and store._channel.close()
-        for w in accepted:
-            w.close()
-        server.close()
-        await server.wait_closed()
+        await _close_fake(store, server, accepted)
 
 
 async def test_the_timeout_counts_from_when_each_request_was_sent() -> None:
@@ -165,11 +171,7 @@ async def test_the_timeout_counts_from_when_each_request_was_sent() -> None:
         with pytest.raises(StoreUnavailable, match="no reply within"):
             await store._read_values(_keys(1, 3))
     finally:
-        store._channel and store._channel.close()
-        for w in writers:
-            w.close()
-        server.close()
-        await server.wait_closed()
+        await _close_fake(store, server, writers)
 
 
 async def test_a_reader_that_fell_behind_a_trimmed_change_stream_resyncs(redis_server: RedisServer) -> None:
