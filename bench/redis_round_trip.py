@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import random
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -31,15 +29,13 @@ from pathlib import Path
 import hiredis
 import uvloop
 
-from bench.register_common import generate_csv, machine, private_redis
+from bench.register_common import import_register, machine, private_redis
 from eir.register import open_store
 from eir.register.policy import Policy
 from eir.register.redis_lookup import _SHA, _command
 from eir.register.redis_store import RedisStore
 from eir.register.service import EquipmentChecker
 from tests.support.servers import RedisServer
-
-BIN = Path(sys.executable).parent
 
 
 def _row(label: str, count: int, cpu: float, wall: float) -> None:
@@ -108,10 +104,7 @@ def main() -> None:
     print("| path | CPU µs per round trip | wall µs per round trip |")
     print("|---|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as tmp, private_redis(Path(tmp) / "redis") as rs:
-        csv = Path(tmp) / "register.csv"
-        keys = generate_csv(csv, args.entries)
-        subprocess.run([str(BIN / "eir"), "list", "import", str(csv), "--store", rs.url, "--reporter", "ORG0",
-                        "--force"], check=True, stdout=subprocess.DEVNULL)
+        keys = import_register(Path(tmp), rs.url, args.entries)
         listed = [str(k) for k in random.Random(3).sample(keys, len(keys))]
         uvloop.run(_measure(rs, listed, args))
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import platform
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.servers import RedisServer, start_redis
 
-__all__ = ["generate_csv", "machine", "private_redis"]
+__all__ = ["generate_csv", "import_register", "machine", "private_redis"]
 
 
 @contextlib.contextmanager
@@ -33,6 +35,17 @@ def generate_csv(path: Path, rows: int, *, seed: int = 1) -> list[int]:
         f.write("kind,imei,status,reason,reporter\n")
         for i in range(0, rows, 100_000):
             f.writelines(f"imei,{k},black,{reasons[k % 3]},ORG{k % 50}\n" for k in keys[i:i + 100_000])
+    return keys
+
+
+def import_register(workdir: Path, store_url: str, rows: int) -> list[int]:
+    """Generate ``rows`` black-listed IMEIs (:func:`generate_csv`) and load them into ``store_url`` with
+    ``eir list import``, as an operator would; return the keys."""
+    csv = workdir / "register.csv"
+    keys = generate_csv(csv, rows)
+    eir = Path(sys.executable).parent / "eir"
+    subprocess.run([str(eir), "list", "import", str(csv), "--store", store_url, "--reporter", "ORG0", "--force"],
+                   check=True, stdout=subprocess.DEVNULL)
     return keys
 
 

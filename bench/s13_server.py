@@ -42,7 +42,7 @@ from pathlib import Path
 
 import redis
 
-from bench.register_common import generate_csv, machine, private_redis
+from bench.register_common import import_register, machine, private_redis
 from testbed.loadgen import LoadConfig, LoadResult, run_load
 from tests.support.servers import free_port, stop_process, wait_port
 
@@ -154,12 +154,9 @@ def main() -> None:
           "server / redis / generator |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="eir-bench-") as tmp, private_redis(Path(tmp) / "redis") as rs:
-        csv = Path(tmp) / "register.csv"
-        keys = generate_csv(csv, args.entries)
         t0 = time.perf_counter()
-        subprocess.run([str(BIN / "eir"), "list", "import", str(csv), "--store", rs.url, "--reporter", "ORG0",
-                        "--force"], check=True, stdout=subprocess.DEVNULL)
-        print(f"# imported {args.entries:,} entries in {time.perf_counter() - t0:.1f}s", flush=True)
+        keys = import_register(Path(tmp), rs.url, args.entries)
+        print(f"# generated and imported {args.entries:,} entries in {time.perf_counter() - t0:.1f}s", flush=True)
         rnd = random.Random(7)
         sample = rnd.sample(keys, min(len(keys), args.population or len(keys)))
         devices = tuple((str(k), "01", "", "", "listed") for k in sample)
