@@ -84,11 +84,12 @@ class Layout:
             nonlocal index
             built: list[_Build] = []
             for a in level:
-                fmt.append(f"{len(a.head)}s")
+                head = a.head
+                fmt.append(f"{len(head)}s")
                 heads.append(index)
-                want.append(a.head)
+                want.append(head)
                 index += 1
-                data_at = pos + len(a.head)
+                data_at = pos + len(head)
                 if a.members is not None:
                     members, end = walk(a.members, data_at)
                     if end != data_at + a.size:
