@@ -1,11 +1,12 @@
 """Answers per second and latency of one ``eir serve`` worker with Redis (issue 5).
 
     .venv/bin/python -m bench.s13_server [--entries 1000000] [--duration 5] [--rate 20000] [--tick MS]
-        [--servers eir-tcp eir-unix responder naive] [--pin]
+        [--servers eir-tcp eir-unix eir-replica responder naive] [--pin]
 
 Starts a private redis-server, imports ``--entries`` black-listed IMEIs (1M by default) with
 ``eir list import``, starts one ``eir serve`` worker on it (once over TCP, once over the server's unix
-socket, as an EIR next to its Redis would use it), and drives it with the testbed's open-loop
+socket, as an EIR next to its Redis would use it, and once over TCP holding a replica of the register,
+``--replica-max-entries``, measured once the replica is loaded), and drives it with the testbed's open-loop
 load generator (``testbed.loadgen``, one worker process; generator, server and redis-server share the
 machine's cores), with requests drawn from the listed population (``--population``). Two measurements each:
 
@@ -47,7 +48,7 @@ from testbed.loadgen import LoadConfig, LoadResult, run_load
 from tests.support.servers import free_port, stop_process, wait_port
 
 BIN = Path(sys.executable).parent
-SERVERS = ("eir-tcp", "eir-unix", "responder", "naive")
+SERVERS = ("eir-tcp", "eir-unix", "eir-replica", "responder", "naive")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,6 +72,17 @@ def server_histogram(admin: int) -> dict[float, float]:
     for m in re.finditer(r'^eir_request_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
         out[float(m.group(1))] = float(m.group(2))
     return out
+
+
+def wait_for_replica(admin: int, proc: subprocess.Popen[bytes], timeout: float = 300.0) -> float:
+    """Wait until the EIR's replica holds the whole register (``eir_replica_complete``); return the seconds."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout and proc.poll() is None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+            if re.search(r"^eir_replica_complete 1\.0$", r.read().decode(), re.M):
+                return time.perf_counter() - start
+        time.sleep(0.5)
+    raise RuntimeError(f"the EIR's replica was not complete within {timeout:.0f} s")
 
 
 def quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
@@ -164,6 +176,8 @@ def main() -> None:
         known = {
             "eir-tcp": ("eir serve (Redis TCP, 1 worker)", [*eir, rs.url]),
             "eir-unix": ("eir serve (Redis unix socket, 1 worker)", [*eir, rs.unix_url]),
+            "eir-replica": ("eir serve (Redis TCP + replica, 1 worker)",
+                            [*eir, rs.url, "--replica-max-entries", str(max(1, 2 * args.entries))]),
             "responder": ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
         }
         servers = [known[k] for k in SERVERS if k in args.servers and k in known]
@@ -190,6 +204,10 @@ def main() -> None:
                 saturate = args.saturate if "naive" not in name else 3_000
                 if admin is not None:
                     wait_port(admin, proc, 60)
+                if "replica" in name:
+                    assert admin is not None
+                    print(f"# replica of {args.entries:,} entries loaded in {wait_for_replica(admin, proc):.1f}s "
+                          "(while serving, before the measurement)", flush=True)
                 measure(name, port, devices, args, saturate, admin, (proc.pid, rs.proc.pid))
             finally:
                 stop_process(proc, 20)

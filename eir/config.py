@@ -119,6 +119,9 @@ class DiameterConfig:
 class StoreConfig:
     url: str = DEFAULT_STORE_URL
     cache_size: int = 100_000
+    #: > 0: hold a full replica of the IMEI-level values while the register holds at most this many
+    #: (``eir.register.replica``); 0: only the cache.
+    replica_max_entries: int = 0
     audit: bool = False
 
 
@@ -172,7 +175,7 @@ _TOP = {"diameter", "store", "policy", "admin", "workers", "logging"}
 _SECTIONS: dict[str, set[str]] = {
     "diameter": {"origin_host", "origin_realm", "listen", "transport", "host_ip_addresses", "watchdog_interval",
                  "max_pending_requests", "allowed_peers"},
-    "store": {"url", "cache_size", "audit"},
+    "store": {"url", "cache_size", "replica_max_entries", "audit"},
     "policy": {"unknown_equipment", "fail", "realms", "max_pending"},
     "admin": {"listen", "token", "token_env"},
     "logging": {"level", "log_requests"},
@@ -274,6 +277,7 @@ def from_mapping(raw: Mapping[str, Any]) -> EirConfig:
     if "://" not in url or url.split("://")[0] not in ("memory", "redis", "rediss", "unix", "redis+cluster"):
         raise ConfigError("store.url", f"{url!r}: expected memory://[PATH], redis://, unix:// or redis+cluster://")
     store = StoreConfig(url, _int(s.get("cache_size", 100_000), "store.cache_size", 0, 1 << 30),
+                        _int(s.get("replica_max_entries", 0), "store.replica_max_entries", 0, 1 << 30),
                         bool(s.get("audit", False)))
     p = _section(raw, "policy")
     fail = str(p.get("fail", "closed")).strip().lower()
@@ -317,7 +321,8 @@ def to_mapping(cfg: EirConfig) -> dict[str, Any]:
             "allowed_peers": {"hosts": list(d.allowed_peers.hosts),
                               "networks": [str(n) for n in d.allowed_peers.networks]},
         },
-        "store": {"url": cfg.store.url, "cache_size": cfg.store.cache_size, "audit": cfg.store.audit},
+        "store": {"url": cfg.store.url, "cache_size": cfg.store.cache_size,
+                  "replica_max_entries": cfg.store.replica_max_entries, "audit": cfg.store.audit},
         "policy": {
             "unknown_equipment": st[cfg.policy.unknown_equipment] or "unknown",
             "fail": "closed" if cfg.policy.fail_status is None else f"open-{st[cfg.policy.fail_status]}",

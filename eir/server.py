@@ -71,7 +71,7 @@ class EirServer:
         store = open_store(cfg.store.url)
         self.checker = EquipmentChecker(
             store, Policy(unknown_status=cfg.policy.unknown_equipment), cache_size=cfg.store.cache_size,
-            audit=cfg.store.audit,
+            replica_max_entries=cfg.store.replica_max_entries, audit=cfg.store.audit,
         )
         await self.checker.start()
         local = LocalNode(d.origin_host, d.origin_realm, origin_state_id=int(time.time()) & 0xFFFFFFFF)

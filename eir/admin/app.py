@@ -363,6 +363,10 @@ class _AdminGauges:
 
     def __init__(self, r: CollectorRegistry) -> None:
         self.cache_entries = Gauge("eir_cache_entries", "IMEIs held in the in-process cache", registry=r)
+        self.replica_complete = Gauge("eir_replica_complete", "1 while the in-process replica holds every listed "
+                                      "IMEI (store.replica_max_entries)", registry=r)
+        self.replica_unsure = Gauge("eir_replica_unsure", "IMEIs changed since the replica was loaded and not "
+                                    "fetched again yet", registry=r)
         self.pending = Gauge("eir_pending_decisions", "Decisions waiting for the store", registry=r)
         self.peer = Gauge("eir_peer_info", "One per Diameter connection (value 1) with its states",
                           ["remote", "transport", "host", "realm", "state", "watchdog"], registry=r)
@@ -394,6 +398,9 @@ def _update_scrape_gauges(server: "EirServer") -> None:
     m.update_ratio()
     if server.checker is not None:
         g.cache_entries.set(len(server.checker.cache))
+        replica = server.checker.replica
+        g.replica_complete.set(1 if replica is not None and replica.complete else 0)
+        g.replica_unsure.set(replica.unsure_count if replica is not None else 0)
     g.pending.set(server.frontend.pending if server.frontend is not None else 0)
 
 

@@ -20,6 +20,9 @@ __all__ = ["serve_cmd"]
 @click.option("--listen", multiple=True, metavar="HOST:PORT", help="Diameter listen address (repeatable).")
 @click.option("--transport", type=click.Choice(["tcp", "sctp"]), help="Diameter transport.")
 @click.option("--store", "store_url", help="Register store URL (memory://PATH, redis://, unix://, redis+cluster://).")
+@click.option("--replica-max-entries", type=int, metavar="N",
+              help="Hold every listed IMEI in memory (no store round trip per check) while there are at most N; "
+                   "0: off.")
 @click.option("--origin-host", help="Our Diameter identity (Origin-Host).")
 @click.option("--origin-realm", help="Our realm (Origin-Realm); also the Destination-Realm served by default.")
 @click.option("--unknown-equipment", type=click.Choice(["unknown", "white", "grey", "black"]),
@@ -33,7 +36,8 @@ __all__ = ["serve_cmd"]
 @click.option("--log-requests/--no-log-requests", default=None, help="One line per ECR (IMEIs masked).")
 @click.option("--print-config", is_flag=True, help="Print the effective configuration as YAML and exit.")
 def serve_cmd(config_path: str | None, listen: tuple[str, ...], transport: str | None, store_url: str | None,
-              origin_host: str | None, origin_realm: str | None, unknown_equipment: str | None,
+              replica_max_entries: int | None, origin_host: str | None, origin_realm: str | None,
+              unknown_equipment: str | None,
               fail_policy: str | None, workers: int | None, admin_listen: str | None, admin_token: str | None,
               log_level: str | None, log_requests: bool | None, print_config: bool) -> None:
     """Answer S13 ME-Identity-Check (TS 29.272) from the equipment register.
@@ -44,6 +48,7 @@ def serve_cmd(config_path: str | None, listen: tuple[str, ...], transport: str |
     try:
         config = load_config(config_path).with_overrides(**{
             "diameter.listen": list(listen) or None, "diameter.transport": transport, "store.url": store_url,
+            "store.replica_max_entries": replica_max_entries,
             "diameter.origin_host": origin_host, "diameter.origin_realm": origin_realm,
             "policy.unknown_equipment": unknown_equipment, "policy.fail": fail_policy, "workers": workers,
             "admin.listen": admin_listen, "admin.token": admin_token, "logging.level": log_level,

@@ -314,12 +314,42 @@ class RedisStore(Store):
         last = await self._call(self._watch_r.xrevrange(self.k_changes, count=1))
         return cast(str, last[0][0].decode()) if last else "0-0"
 
+    async def _run_id(self) -> str | None:
+        """The Redis server's run id (new at every start), or None on a cluster (the feed then never resumes)."""
+        if self.cluster:
+            return None
+        return str((await self._call(self._watch_r.info("server")))["run_id"])
+
+    async def _can_resume(self, last: str, run_id: str | None) -> bool:
+        """True if the stream still holds every change after ``last``: same server run (a restart may have lost
+        data the stream never mentions), stream present unless nothing was ever read, nothing trimmed."""
+        if run_id is None or await self._run_id() != run_id:
+            return False
+        if not await self._call(self._watch_r.exists(self.k_changes)):
+            return last == "0-0"
+        info = await self._call(self._watch_r.xinfo_stream(self.k_changes))
+        newest = info.get("last-generated-id")
+        if newest is not None and _stream_id(newest.decode() if isinstance(newest, bytes) else str(newest)) < \
+                _stream_id(last):
+            return False  # the stream was deleted and written again
+        return not await self._trimmed_after(last)
+
     async def watch(self) -> AsyncGenerator[Change, None]:
-        """Yield a resync first, then changes read from the ``{P}:changes`` stream (XREAD BLOCK)."""
+        """Yield a resync first, then changes read from the ``{P}:changes`` stream (XREAD BLOCK).
+
+        Interrupted (connection error or timeout): yields ``lost``, reconnects, and resumes from the last change
+        read if the stream still holds everything since (:meth:`_can_resume`), yielding the changes missed and
+        then ``resumed``; otherwise resyncs. A short interruption (an EIR too busy to read the feed in time)
+        thus costs its followers no cache and no replica."""
         last: str | None = None
+        run_id: str | None = None
+        resuming = False
         while True:
             try:
+                if resuming and last is not None and not await self._can_resume(last, run_id):
+                    last, resuming = None, False
                 if last is None:
+                    run_id = await self._run_id()
                     last = await self._tail()
                     self.buckets = 0
                     await self._ready()
@@ -328,13 +358,14 @@ class RedisStore(Store):
                                                             count=WATCH_COUNT))
                 # A full batch: this reader is behind, and the capped stream may have dropped changes it never
                 # read. Then it starts afresh (everything invalidated, rules reloaded) rather than miss them.
-                gap = any(len(items) >= WATCH_COUNT for _s, items in res or ()) and await self._trimmed_after(last)
+                full = any(len(items) >= WATCH_COUNT for _s, items in res or ())
+                gap = full and await self._trimmed_after(last)
             except StoreUnavailable:
-                last = None
+                resuming = last is not None
                 yield Change(None, rules=True, lost=True)
                 await asyncio.sleep(0.2)
                 continue
-            if not res:
+            if not res and not resuming:
                 yield Change(frozenset())  # heartbeat
             for _stream, items in res or ():
                 keys: set[str] = set()
@@ -352,6 +383,9 @@ class RedisStore(Store):
                 if gap:
                     everything = rules = True
                 yield Change(None if everything else frozenset(keys), rules=rules)
+            if resuming and not full:  # caught up with what was missed
+                resuming = False
+                yield Change(frozenset(), resumed=True)
 
     async def _trimmed_after(self, last: str) -> bool:
         """True if the change stream's oldest entry is newer than ``last``: entries after ``last`` may be gone

@@ -6,8 +6,10 @@ answers a hit synchronously so a front end can reply at once and batch only the 
 
 Rules (ranges, TACs, SVN rules) are held in process memory (:class:`RuleIndex`) and reloaded, and
 cached IMEI entries invalidated, from the store's change feed (``Store.watch``); a change by any writer
-reaches every running checker within a second. If the feed is interrupted the cache is dropped and not
-used until the feed resyncs. If the store cannot be reached a decision with outcome
+reaches every running checker within a second. If the feed is interrupted the cache is not used until the
+feed resumes (having replayed every change made meanwhile) or resyncs (the cache dropped). With
+``replica_max_entries`` the cache is a full replica of the register (:mod:`eir.register.replica`), loaded at
+each resync. If the store cannot be reached a decision with outcome
 ``STORE_UNAVAILABLE`` is returned (never an exception) so the front end applies its fail policy.
 """
 
@@ -24,8 +26,9 @@ from eir.register.audit import AuditRecord
 from eir.register.cache import EntryCache
 from eir.register.codec import plain_status
 from eir.register.decision import CheckRequest, Decision, Outcome, Verdict
-from eir.register.model import Entry
+from eir.register.model import Entry, EntryError
 from eir.register.policy import PLAIN_VERDICTS, UNAVAILABLE, Policy, decide, unavailable
+from eir.register.replica import ReplicaCache
 from eir.register.rules import RuleIndex
 from eir.register.store import Change, Store, StoreUnavailable
 
@@ -45,22 +48,32 @@ log = logging.getLogger(__name__)
 AUDIT_BUFFER_MAX = 100_000
 START_SYNC_SECONDS = 2.0
 STOP_SECONDS = 2.0
+#: How often unsure keys of the replica (changed since it was loaded) are fetched, and how many at a time.
+REFRESH_SECONDS = 0.1
+REFRESH_BATCH = 500
 
 
 class EquipmentChecker:
     """Decides IMEI checks against a store. Use ``async with EquipmentChecker(store) as checker``."""
 
     def __init__(self, store: Store, policy: Policy | None = None, *, cache_size: int = 100_000,
-                 audit: bool = False, clock: Callable[[], float] = time.time) -> None:
+                 replica_max_entries: int = 0, audit: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.policy = policy or Policy()
-        self.cache = EntryCache(cache_size)
+        #: ``replica_max_entries`` > 0: hold every IMEI-level value (:mod:`eir.register.replica`) while the
+        #: register holds at most that many.
+        self.replica: ReplicaCache | None = (
+            ReplicaCache(cache_size, replica_max_entries) if replica_max_entries > 0 else None)
+        self.cache: EntryCache = self.replica if self.replica is not None else EntryCache(cache_size)
         self.audit = audit
         self.clock = clock
         self._rule_entries: list[Entry] | None = None
         self._rules: RuleIndex | None = None
         self._synced = False
         self._watch_task: asyncio.Task[None] | None = None
+        self._replica_task: asyncio.Task[None] | None = None
+        self._resynced = asyncio.Event()  # set at each resync of the feed (the replica loads again)
         self._audit_task: asyncio.Task[None] | None = None
         self._audit_buf: list[AuditRecord] = []
         self._first_sync = asyncio.Event()
@@ -78,12 +91,15 @@ class EquipmentChecker:
             await asyncio.wait_for(self._first_sync.wait(), START_SYNC_SECONDS)
         if self.audit:
             self._audit_task = asyncio.create_task(self._audit_loop(), name="register-audit")
+        if self.replica is not None:
+            self._replica_task = asyncio.create_task(self._replicate(self.replica), name="register-replica")
 
     async def stop(self) -> None:
         self._stopping = True
         if self._watch_task is not None:  # it ends at the next heartbeat of the feed (< 1 s)
             await asyncio.wait([self._watch_task], timeout=STOP_SECONDS)
-        tasks = [t for t in (self._watch_task, self._audit_task) if t is not None and not t.done()]
+        tasks = [t for t in (self._watch_task, self._audit_task, self._replica_task)
+                 if t is not None and not t.done()]
         for t in tasks:
             t.cancel()
         if tasks:
@@ -91,7 +107,7 @@ class EquipmentChecker:
             _done, pending = await asyncio.wait(tasks, timeout=STOP_SECONDS)
             if pending:
                 log.warning("register tasks did not stop within %.1f s: %s", STOP_SECONDS, pending)
-        self._watch_task = self._audit_task = None
+        self._watch_task = self._audit_task = self._replica_task = None
         if self._audit_buf:
             with contextlib.suppress(StoreUnavailable):
                 await self.flush_audit()
@@ -134,6 +150,10 @@ class EquipmentChecker:
                     return
                 if change.heartbeat:
                     continue
+                if change.resumed:  # every change made while it was interrupted has been applied
+                    log.info("register change feed resumed; cache trusted again")
+                    self._synced = True
+                    continue
                 self._apply(change)
                 if change.lost:
                     continue
@@ -147,16 +167,63 @@ class EquipmentChecker:
                 if change.keys is None:
                     self._synced = True
                     self._first_sync.set()
+                    self._resynced.set()
         finally:
             await agen.aclose()
 
+    async def _replicate(self, replica: ReplicaCache) -> None:
+        """Load the replica at each resync of the feed, and fetch its unsure keys in the meantime."""
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resynced.wait(), REFRESH_SECONDS)
+            if self._resynced.is_set() and self._synced:
+                self._resynced.clear()
+                await self._load_replica(replica)
+            elif replica.complete and self._synced:
+                await self._refresh_unsure(replica)
+
+    async def _load_replica(self, replica: ReplicaCache) -> None:
+        started = time.perf_counter()
+        load = replica.begin_load()
+        try:
+            async for chunk in self.store.scan_values():
+                replica.add_loaded(load, chunk)
+                if load.aborted:
+                    break
+        except StoreUnavailable as exc:  # the feed notices too, and the next resync loads again
+            log.warning("register replica: load interrupted: %s", exc)
+            return
+        if load.too_big:
+            log.warning("register replica: more than %d IMEI-level entries; working as a cache of %d instead",
+                        replica.max_entries, replica.max_size)
+        elif replica.finish_load(load):
+            log.info("register replica: %d IMEI-level entries loaded in %.1f s (%d unsure)",
+                     len(replica), time.perf_counter() - started, len(load.unsure))
+
+    async def _refresh_unsure(self, replica: ReplicaCache) -> None:
+        """Fetch keys changed since the replica was loaded, so that the next checks of them need no store."""
+        keys = replica.some_unsure(REFRESH_BATCH)
+        if not keys:
+            return
+        try:
+            await self._fetch(keys)
+        except StoreUnavailable:
+            return
+        except EntryError:  # a corrupt value among them: settle the others; checks of it report it
+            for k in keys:
+                try:
+                    await self._fetch([k])
+                except EntryError:
+                    replica.unsettled(k)
+                except StoreUnavailable:
+                    return
+
     def _apply(self, change: Change) -> None:
         self.changes_seen += 1
-        if change.lost:
+        if change.lost:  # kept, not trusted: the feed resumes (and replays what changed meanwhile) or resyncs
             if self._synced:
-                log.warning("register change feed lost; cache disabled until it resyncs")
+                log.warning("register change feed lost; cache not used until it resumes or resyncs")
             self._synced = False
-            self.cache.invalidate(None)
         else:
             self.cache.invalidate(change.keys)
 

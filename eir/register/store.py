@@ -82,12 +82,15 @@ class Change:
 
     keys: frozenset[str] | None = None
     rules: bool = False
-    lost: bool = False  # the feed was interrupted: caches cannot be trusted until the next resync
+    lost: bool = False  # the feed was interrupted: caches cannot be trusted until it resumes or resyncs
+    #: The feed is back after ``lost`` and every change made meanwhile has been yielded (as keyed changes):
+    #: what followers held is current again.
+    resumed: bool = False
 
     @property
     def heartbeat(self) -> bool:
         """Nothing changed (the feed yields these at least every second so followers can stop)."""
-        return self.keys is not None and not self.keys and not self.rules and not self.lost
+        return self.keys is not None and not self.keys and not self.rules and not self.lost and not self.resumed
 
 
 def rule_to_text(e: Entry) -> str:
@@ -241,6 +244,30 @@ class Store(abc.ABC):
             await self._load_reporters()
             verify()
         return values
+
+    async def scan_values(self) -> AsyncIterator[list[tuple[str, str | None]]]:
+        """Every IMEI key's stored value, in chunks (to load a replica): each value checked as
+        :meth:`lookup_values` checks it, None for one that cannot be decoded (corrupt), which a replica
+        must not hold; :meth:`lookup_values` then reports it as for any other reader."""
+        await self._load_reporters()
+        good: set[str] = set()  # plain entries: a few hundred distinct values, each checked once
+        async for chunk in self._scan_values():
+            out: list[tuple[str, str | None]] = []
+            for k, v in chunk:
+                if v not in good:
+                    try:
+                        try:
+                            verify_value(k, v, self.reporters)
+                        except LookupError:  # a reporter interned by another writer since we loaded them
+                            await self._load_reporters()
+                            verify_value(k, v, self.reporters)
+                    except (LookupError, EntryError):
+                        out.append((k, None))
+                        continue
+                    if v.isdigit():
+                        good.add(v)
+                out.append((k, v))
+            yield out
 
     def decode(self, key: str, value: str) -> tuple[Entry, ...]:
         """Entries of a value returned by :meth:`lookup_values` ("" is no entry)."""

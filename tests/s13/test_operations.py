@@ -28,6 +28,7 @@ from tests.s13.conftest import (
     assert_eca_shape,
     eir_cli,
     held_lookups,
+    poll_until,
     recv_message,
     redis_cli,
     unique_store_url,
@@ -235,10 +236,15 @@ async def _changes_to(mme: S13Client, imei: str, want: str, deadline: float = 3.
         await asyncio.sleep(0.02)
 
 
-async def test_list_changes_reach_the_running_server(redis_server: RedisServer, eir_factory) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("replica", [False, True], ids=["cache", "replica"])
+async def test_list_changes_reach_the_running_server(redis_server: RedisServer, eir_factory,  # type: ignore[no-untyped-def]
+                                                     replica: bool) -> None:
     url = unique_store_url(redis_server)
     eir_cli("list", "add", WHITE, "--status", "white", store=url)
-    eir: EirProcess = eir_factory(url)
+    eir: EirProcess = eir_factory(url, *(["--replica-max-entries", "1000"] if replica else []))
+    if replica:  # the changes below then reach a replica of the whole register
+        await poll_until(lambda: asyncio.sleep(0, "IMEI-level entries loaded" in eir.log()), 10, "replica loaded")
+        assert "1 IMEI-level entries loaded" in eir.log()
     mme = await S13Client().connect(eir.port)
     took: dict[str, float] = {}
     try:

@@ -92,12 +92,14 @@ async def until(mme: S13Client, imei_fn, want: str, deadline: float) -> int:  # 
     raise AssertionError("unreachable")
 
 
-@pytest.mark.parametrize(("fail", "outage"), [("closed", "5012"), ("open-white", "white"), ("open-grey", "grey")])
+@pytest.mark.parametrize(("fail", "outage", "replica"), [
+    ("closed", "5012", False), ("open-white", "white", False), ("open-grey", "grey", False), ("closed", "5012", True),
+], ids=["closed", "open-white", "open-grey", "closed-replica"])
 async def test_redis_stopped_and_restarted_mid_run(own_redis: RedisServer, eir_factory, fail: str,  # type: ignore[no-untyped-def]
-                                                    outage: str) -> None:
+                                                    outage: str, replica: bool) -> None:
     url = unique_store_url(own_redis, timeout=1)
     eir_cli("list", "add", BLACK, "--status", "black", store=url)
-    eir: EirProcess = eir_factory(url, "--fail", fail)
+    eir: EirProcess = eir_factory(url, "--fail", fail, *(["--replica-max-entries", "1000"] if replica else []))
     mme = await S13Client().connect(eir.port)
     traffic: Traffic | None = None
     try:
