@@ -298,7 +298,7 @@ class RedisStore(Store):
 
     async def _scan_values(self) -> AsyncIterator[list[tuple[str, str]]]:
         await self._ready()
-        step = 1000
+        step = 256  # buckets per round trip: ~1k values, a few ms of the loop each (a replica loads while serving)
         for start in range(0, self.buckets, step):
             pipe = self._r.pipeline() if self.cluster else self._r.pipeline(transaction=False)
             bs = range(start, min(start + step, self.buckets))

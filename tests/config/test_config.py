@@ -39,6 +39,7 @@ def test_the_documented_example_file_loads_and_round_trips() -> None:
         ({"diameter": {"colour": 1}}, "diameter.colour", "unknown key"),
         ({"store": {"url": "postgres://x"}}, "store.url", "redis"),
         ({"store": {"cache_size": "many"}}, "store.cache_size", "whole number"),
+        ({"store": {"replica_max_entries": -1}}, "store.replica_max_entries", "outside"),
         ({"policy": {"unknown_equipment": "purple"}}, "policy.unknown_equipment", "white, grey or black"),
         ({"policy": {"fail": "white"}}, "policy.fail", "open-white"),
         ({"policy": {"max_pending": 0}}, "policy.max_pending", "outside"),

@@ -116,3 +116,41 @@ async def test_client_that_never_reads_keeps_the_server_bounded() -> None:
             dup.close()
             await raw.close()
             thread.join(10)
+
+
+def test_a_large_backlog_is_read_one_read_per_loop_iteration() -> None:
+    """uvloop (the production loop) reads a readable socket up to 32 times in one callback; a peer far ahead
+    of us must not hold the loop for its whole backlog: after a large read, reading waits for the next loop
+    iteration, so timers and other connections get their turn at least every 256 KiB."""
+    import uvloop
+
+    async def main() -> tuple[int, int]:
+        iteration = 0
+        per_iteration: dict[int, int] = {}
+
+        class Counting(Recorder):
+            def __call__(self, link, batch):  # type: ignore[no-untyped-def]
+                per_iteration[iteration] = per_iteration.get(iteration, 0) + len(batch)
+                super().__call__(link, batch)
+
+        async def tick() -> None:
+            nonlocal iteration
+            while True:
+                await asyncio.sleep(0)
+                iteration += 1
+
+        handler = Counting()
+        async with node_pair(handler) as (_server, _client, port):
+            ticker = asyncio.ensure_future(tick())
+            raw = await RawClient.connect(port)
+            try:
+                blob = pipelined_ecrs(N)
+                raw.writer.write(blob)
+                await asyncio.wait_for(read_answers(raw, N), 60)
+            finally:
+                ticker.cancel()
+                await raw.close()
+        return max(per_iteration.values()), len(blob) // N
+
+    most, size = uvloop.run(main())
+    assert most <= 256 * 1024 // size + 1, f"{most} requests handled in one loop iteration"
