@@ -85,6 +85,23 @@ if i > #failed then redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'k'
 return failed
 """
 
+# Read buckets [ARGV[1], ARGV[2]) of B = ARGV[3] under prefix ARGV[4] (single node; buckets are not declared
+# keys, as in the lookup script): one string "key,value,key,value,..." with each field turned back into its
+# 14-digit IMEI key (exact in Lua's doubles). One reply string instead of a dict per bucket: loading a replica
+# of 1M IMEIs took 14 s of the EIR's CPU with HGETALL pipelines.
+_SCAN_PACKED = """
+local B = tonumber(ARGV[3])
+local out = {}
+for b = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
+  local kv = redis.call('HGETALL', ARGV[4] .. ':i' .. string.format('%d', b))
+  for i = 1, #kv, 2 do
+    out[#out + 1] = string.format('%014d', tonumber(kv[i]) * B + b)
+    out[#out + 1] = kv[i + 1]
+  end
+end
+return table.concat(out, ',')
+"""
+
 # KEYS: rules hash, change stream. ARGV: ident, expected, new, maxlen.
 _CAS_RULE = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -180,6 +197,7 @@ class RedisStore(Store):
         self._add_new = self._r.register_script(_ADD_NEW)
         self._cas_rule_s = self._r.register_script(_CAS_RULE)
         self._intern_s = self._r.register_script(_INTERN)
+        self._scan_packed = self._r.register_script(_SCAN_PACKED)
 
     def bucket_key(self, bucket: int) -> str:
         return f"{self.prefix}:i{bucket}"
@@ -299,8 +317,16 @@ class RedisStore(Store):
     async def _scan_values(self) -> AsyncIterator[list[tuple[str, str]]]:
         await self._ready()
         step = 256  # buckets per round trip: ~1k values, a few ms of the loop each (a replica loads while serving)
-        for start in range(0, self.buckets, step):
-            pipe = self._r.pipeline() if self.cluster else self._r.pipeline(transaction=False)
+        if not self.cluster:
+            for start in range(0, self.buckets, step):
+                end = min(start + step, self.buckets)
+                packed = await self._call(self._scan_packed(args=[start, end, self.buckets, self.prefix]))
+                if packed:
+                    it = iter(packed.decode().split(","))
+                    yield list(zip(it, it, strict=True))
+            return
+        for start in range(0, self.buckets, step):  # a cluster: buckets live on different nodes
+            pipe = self._r.pipeline()
             bs = range(start, min(start + step, self.buckets))
             for b in bs:
                 pipe.hgetall(self.bucket_key(b))

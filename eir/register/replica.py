@@ -4,7 +4,7 @@
 round trip, and with requests drawn from a register of a million IMEIs most of them do (a Redis round
 trip costs the EIR more CPU than deciding and answering, ``bench/redis_round_trip.py``). A replica holds
 *every* IMEI-level value of the store, so an IMEI it does not hold is not listed: no round trip at all,
-for listed and unlisted IMEIs alike. Memory: about 100 bytes per listed IMEI (14-digit key strings; the
+for listed and unlisted IMEIs alike. Memory: about 100-130 bytes per listed IMEI (14-digit key strings; the
 values of plain entries, a few hundred distinct integers, are shared).
 
 How it stays exact (the same change feed that keeps the cache coherent, ``Store.watch``):
