@@ -264,10 +264,12 @@ class _Worker:
                 row[f"{exp}->{cls}"] += 1
         self.answered += 1
 
-    def flush_latency(self) -> None:
+    def flush_latency(self, sec: int | None = None) -> None:
+        """Record the latencies gathered since the last flush, in second ``sec`` of the run (default: now)."""
         if not self.micros:
             return
-        sec = int(time.monotonic() - self.t0)
+        if sec is None:
+            sec = int(time.monotonic() - self.t0)
         record = self.latency.record
         for us, n in self.micros.items():
             record(sec, us, n)
@@ -353,6 +355,7 @@ class _Worker:
         last_report = 0.0
         last_sweep = 0.0
         last_flush = 0.0
+        second = 0
         nconn = len(conns)
         max_in_flight = cfg.max_in_flight
         sample = cfg.pcap_sample
@@ -381,9 +384,13 @@ class _Worker:
                 sends.append((now, i))
             for conn in conns:
                 conn.flush()
-            if now - last_flush >= 0.005:  # HDR record_value costs ~1 µs per distinct value: batch them
+            # HDR record_value costs 1-3 µs per distinct value: record each value once per 0.1 s with its
+            # count (every 5 ms, as before, was 2 calls per answer at 20k/s, 8% of the generator's CPU), and
+            # at each second's end, so per-second figures stay exact to one tick.
+            if int(now) != second or now - last_flush >= 0.1:
                 last_flush = now
-                self.flush_latency()
+                self.flush_latency(second)
+                second = int(now)
             if now - last_sweep > 0.5:
                 last_sweep = now
                 self._sweep(now)
