@@ -14,6 +14,7 @@ from protocols.diameter import Avp, Dictionary, Message, Validator, decode_messa
 from protocols.diameter import base_rfc6733 as base
 from protocols.diameter import s13_ts29272 as s13
 from protocols.diameter.errors import DiameterError, ProtocolError
+from protocols.diameter.layout import COMPILE_AFTER
 from protocols.diameter.message import FLAG_PROXIABLE, FLAG_REQUEST, decode_header
 from protocols.diameter.validate import LAYOUTS_PER_LENGTH, MAX_LAYOUTS
 
@@ -150,6 +151,33 @@ def test_a_known_layout_gives_the_new_values(monkeypatch: pytest.MonkeyPatch) ->
     assert ti is not None and ti.members is not None
     assert [(a.code, a.data) for a in ti.members] == [(1402, b"352099001761481"), (1403, b"07")]
     assert ti.members == ti.children() == decode_message(data).find(s13.TERMINAL_INFORMATION).children()  # type: ignore[union-attr]
+
+
+def test_a_known_layout_rebuilds_nested_groups_as_the_careful_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grouped AVPs after the Grouped Terminal-Information, and AVPs after them, come back with the new values
+    and their members, as the careful path decodes them: by the loop (:func:`layout._rebuild`) while the layout
+    is new, and by the generated function once it has matched ``COMPILE_AFTER`` times."""
+    def relayed(n: int) -> bytes:
+        proxy = [Avp.new(base.PROXY_HOST, f"dra{n % 10}.example"), Avp.new(base.PROXY_STATE, n.to_bytes(2, "big"))]
+        return ecr(extra=[Avp.new(base.PROXY_INFO, proxy), Avp.new(base.ROUTE_RECORD, f"dra{n % 10}.example"),
+                          Avp.new(base.PROXY_INFO, proxy[::-1])])
+
+    v = Validator(DICTIONARY, frozenset({s13.APPLICATION_ID}))
+    v.decode_request(relayed(0))  # learns the layout
+
+    def no_fast_path(*_: object) -> None:
+        raise AssertionError("the known layout was not used")
+
+    monkeypatch.setattr(Validator, "_fast", no_fast_path)
+    for n in range(1, COMPILE_AFTER + 3):
+        data = relayed(n)
+        assert outcome(lambda d: v.decode_request(d), data) == outcome(careful, data)
+        msg, _ = v.decode_request(data)
+        proxies = msg.find_all(base.PROXY_INFO)
+        assert [p.members for p in proxies] == [p.children() for p in decode_message(data).find_all(base.PROXY_INFO)]
+        assert [m.data for m in proxies[1].members or ()] == [n.to_bytes(2, "big"), f"dra{n % 10}.example".encode()]
+    (layout,) = [x for by_length in v._layouts.values() for same in by_length.values() for x in same]
+    assert layout._compiled is not None
 
 
 @settings(max_examples=300, deadline=None)
