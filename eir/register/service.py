@@ -176,13 +176,18 @@ class EquipmentChecker:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resynced.wait(), REFRESH_SECONDS)
-            if self._resynced.is_set() and self._synced:
+            if not self._synced:  # the feed is interrupted: nothing can be loaded or trusted until it is back
+                await asyncio.sleep(REFRESH_SECONDS)
+            elif self._resynced.is_set():
                 self._resynced.clear()
-                await self._load_replica(replica)
-            elif replica.complete and self._synced:
+                if not await self._load_replica(replica):
+                    self._resynced.set()  # interrupted: load again once the store answers (the feed may resume)
+                    await asyncio.sleep(REFRESH_SECONDS)
+            elif replica.complete:
                 await self._refresh_unsure(replica)
 
-    async def _load_replica(self, replica: ReplicaCache) -> None:
+    async def _load_replica(self, replica: ReplicaCache) -> bool:
+        """One load; False if the store failed during it (the caller tries again)."""
         started = time.perf_counter()
         load = replica.begin_load()
         try:
@@ -190,15 +195,16 @@ class EquipmentChecker:
                 replica.add_loaded(load, chunk)
                 if load.aborted:
                     break
-        except StoreUnavailable as exc:  # the feed notices too, and the next resync loads again
+        except StoreUnavailable as exc:
             log.warning("register replica: load interrupted: %s", exc)
-            return
+            return False
         if load.too_big:
             log.warning("register replica: more than %d IMEI-level entries; working as a cache of %d instead",
                         replica.max_entries, replica.max_size)
         elif replica.finish_load(load):
             log.info("register replica: %d IMEI-level entries loaded in %.1f s (%d unsure)",
                      len(replica), time.perf_counter() - started, len(load.unsure))
+        return True
 
     async def _refresh_unsure(self, replica: ReplicaCache) -> None:
         """Fetch keys changed since the replica was loaded, so that the next checks of them need no store."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -224,6 +225,27 @@ async def test_replica_follows_another_writer(redis_store: RedisStore) -> None:
             assert checker.verdict_cached("36000000000777").outcome is Outcome.BLACK  # type: ignore[union-attr]
     finally:
         await writer.close()
+
+
+async def test_a_load_interrupted_by_the_store_is_tried_again() -> None:
+    """The store fails during a load while the feed stays up (or resumes, as after a short Redis hiccup):
+    no resync will come, so the checker itself loads again."""
+    store = open_store("memory://")
+    await store.put_many([Entry.imei(K1, Status.BLACK), Entry.imei(K2, Status.GREY)])
+    scan = store.scan_values
+    failures = [StoreUnavailable("connection lost mid-load")]
+
+    async def flaky() -> AsyncIterator[list[tuple[str, str | None]]]:
+        async for chunk in scan():
+            if failures:
+                raise failures.pop()
+            yield chunk
+
+    store.scan_values = flaky  # type: ignore[method-assign]
+    async with EquipmentChecker(store, replica_max_entries=100) as checker:
+        await until_complete(checker)
+        assert not failures and checker.replica is not None and checker.replica.loads == 1
+        assert checker.verdict_cached(K2).outcome is Outcome.GREY  # type: ignore[union-attr]
 
 
 async def test_replica_too_big_works_as_the_cache(redis_store: RedisStore, caplog: pytest.LogCaptureFixture) -> None:
