@@ -16,8 +16,10 @@ How it stays exact (the same change feed that keeps the cache coherent, ``Store.
    and an unsure key is a miss, fetched from the store like any cache miss; the fetched value settles it
    (:meth:`put_many`, unless another invalidation happened while it was in flight) and the checker also
    refreshes unsure keys in the background.
-3. "Anything may have changed" (feed interrupted, resync, a write of more keys than a change entry names)
-   drops the replica; it works as the bounded cache it extends until a new load completes.
+3. "Anything may have changed" (a resync, a write of more keys than a change entry names) drops the
+   replica; it works as the bounded cache it extends until a new load completes. While the feed is
+   interrupted the checker does not use it; a feed that resumes replays what changed meanwhile (as in 2.),
+   one that cannot resyncs (as here).
 
 Until the first load completes, and whenever the register holds more than ``max_entries`` IMEI-level
 values, this is exactly an :class:`EntryCache`.
@@ -67,9 +69,6 @@ class ReplicaCache(EntryCache):
     @property
     def unsure_count(self) -> int:
         return len(self._unsure)
-
-    def is_unsure(self, key: str) -> bool:
-        return key in self._unsure
 
     def some_unsure(self, n: int) -> list[str]:
         """Up to ``n`` unsure keys to fetch in the background (not those whose value cannot be decoded)."""
