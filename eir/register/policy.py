@@ -32,6 +32,7 @@ _UNKNOWN = Decision(Outcome.UNKNOWN, None)
 #: IMSI, the SVN or the rules (no pairing exists, and level 2 comes before every rule).
 PLAIN_VERDICTS = {st: Verdict(_OUTCOME[st], st) for st in Status}
 UNAVAILABLE = Verdict(Outcome.STORE_UNAVAILABLE, None)
+_UNKNOWN_VERDICT = Verdict(Outcome.UNKNOWN, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,12 @@ class Policy:
         if st is None:
             return _UNKNOWN
         return Decision(_OUTCOME[st], st, None, Granularity.DEFAULT)
+
+    @property
+    def unknown_verdict(self) -> Verdict:
+        """:attr:`unknown_decision`'s verdict, without building it (a front end's hot path)."""
+        st = self.unknown_status
+        return _UNKNOWN_VERDICT if st is None else PLAIN_VERDICTS[st]
 
 
 def _from(entry: Entry) -> Decision:

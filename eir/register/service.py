@@ -328,9 +328,9 @@ class EquipmentChecker:
         value = self.cache.get(key)
         if value is None:
             return None
-        plain = _plain_verdict(value)
-        if plain is not None:
-            return plain
+        quick = self._quick_verdict(value)
+        if quick is not None:
+            return quick
         now = self.clock()
         idx = self._index(now)
         if idx is None:
@@ -355,8 +355,18 @@ class EquipmentChecker:
         policy, decode = self.policy, self.store.decode
         for key, imsi, svn, _ in checks:
             value = by_key[key]
-            out.append(_plain_verdict(value) or decide(key, imsi, svn, decode(key, value), idx, policy, now).verdict)
+            out.append(self._quick_verdict(value) or decide(key, imsi, svn, decode(key, value), idx, policy,
+                                                            now).verdict)
         return out
+
+    def _quick_verdict(self, value: str) -> Verdict | None:
+        """The verdict of a stored value that needs no decision, or None: a plain IMEI entry (its status bits,
+        :data:`~eir.register.policy.PLAIN_VERDICTS`), or nothing listed while there is no rule that could
+        match (the policy's unknown equipment: most checks of a real network, of devices on no list)."""
+        if value:
+            return _plain_verdict(value)
+        rules = self._rules
+        return self.policy.unknown_verdict if rules is not None and not rules.size else None
 
     async def check(self, request: CheckRequest) -> Decision:
         """Decide one request (prefer :meth:`check_many` for throughput)."""

@@ -118,6 +118,30 @@ async def test_verdicts_agree_with_full_decisions(store: Store, audit: bool, unk
             assert len([r async for r in store.audit_export()]) == 2 * len(checks)
 
 
+@pytest.mark.parametrize("unknown", [None, Status.WHITE], ids=["unknown", "default-white"])
+async def test_unlisted_imeis_without_rules_and_after_a_rule_arrives(store: Store, unknown: Status | None) -> None:
+    """An IMEI on no list, while there is no rule, is answered the policy's unknown verdict without a decision
+    (the quick path of most checks); once another writer adds a rule that covers it, the rule decides."""
+    writer = open_store(store.url) if isinstance(store, RedisStore) else store
+    checks = [(K3, None, "07", "test"), (K3, "208011234567890", None, "test"), (K2, None, None, "test")]
+    try:
+        await store.put(Entry.imei(K1, Status.BLACK))
+        async with EquipmentChecker(store, Policy(unknown)) as checker:
+            expected = Policy(unknown).unknown_decision.verdict
+            assert await checker.verdicts(checks) == [expected] * 3
+            assert [checker.verdict_cached(*c) for c in checks] == [expected] * 3
+            await writer.put(Entry.tac(K3[:8], Status.BLACK, svns=frozenset({"07"})))
+            await eventually(lambda: checker._rules is not None and checker._rules.size == 1)
+            got = [checker.verdict_cached(*c) for c in checks]
+            assert [v.outcome if v else None for v in got] == [Outcome.BLACK, expected.outcome, expected.outcome]
+            async with EquipmentChecker(store, Policy(unknown)) as other:
+                full = [d.verdict for d in await other.check_many([req(k, i, v) for k, i, v, _ in checks])]
+            assert got == full and await checker.verdicts(checks) == full
+    finally:
+        if writer is not store:
+            await writer.close()
+
+
 async def test_check_cached_miss_returns_none(store: Store) -> None:
     async with EquipmentChecker(store) as checker:
         assert checker.check_cached(req(K1)) is None
