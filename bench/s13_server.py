@@ -113,7 +113,7 @@ def runs_of(name: str, args: argparse.Namespace) -> list[list[tuple[str, float, 
     The naive EIR gets a process per run: once offered 20k/s, python-diameter stays wedged ("does not
     currently accept any messages") and answered nothing in a saturation run that followed (the bench's rows
     before 2026-12-05). Its saturation is measured at ``NAIVE_SATURATE``, above what it answers (about
-    2,400/s on the 2026-12-05 VM), not at 90k/s, where it wedges too.
+    1,200-2,400/s on the 2026-12-05 VM), not at the EIR's rate, where it wedges too.
     """
     if "naive" in name:
         return [[("saturation", NAIVE_SATURATE, args.duration)], [("fixed", args.rate, args.duration)]]
@@ -127,7 +127,7 @@ def measure(name: str, port: int, devices: tuple[tuple[str, str, str, str, str],
 
     ``pids`` are the server's and redis-server's (for CPU per answer).
     """
-    saturation: tuple[float, float] | None = None
+    saturation: Saturation | None = None
     if args.pin:
         # The server alone on CPU 0; redis-server and the generator (spawned from this process) on CPU 1.
         os.sched_setaffinity(pids[0], {0})
