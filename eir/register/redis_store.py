@@ -40,9 +40,21 @@ __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
 
 DEFAULT_BUCKETS = 1 << 18
 CHANGES_MAXLEN = 100_000
+#: A change entry naming more than BULK_CHANGE_KEYS IMEIs (an import chunk's: up to ``CHANGE_KEYS_MAX``,
+#: 75 KB) caps the stream at CHANGES_MAXLEN_BULK entries instead, so that the stream stays under about 15 MB
+#: however much is imported. A reader that falls that far behind during an import resyncs, as any reader
+#: that the cap overtakes (:meth:`RedisStore._trimmed_after`).
+BULK_CHANGE_KEYS = 1_000
+CHANGES_MAXLEN_BULK = 200
 WATCH_BLOCK_MS = 300
-WATCH_COUNT = 1000
+#: Entries per XREAD: a reply is at most WATCH_COUNT bulk entries (7.5 MB).
+WATCH_COUNT = 100
 _CONN_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError, rexc.ClusterDownError)
+
+
+def changes_maxlen(change: str) -> int:
+    """The stream cap to write change entry ``change`` with (see ``CHANGES_MAXLEN_BULK``)."""
+    return CHANGES_MAXLEN_BULK if change.count(",") >= BULK_CHANGE_KEYS else CHANGES_MAXLEN
 
 # Single node only (buckets are computed here, so they are not declared keys; a cluster compares and sets
 # with separate commands). KEYS: the change stream. ARGV: maxlen, change, buckets B, key prefix, then one
@@ -240,8 +252,8 @@ class RedisStore(Store):
         await self._ready()
         if not self.cluster:
             packed = "\n".join([f"{k},{old or ''},{new or ''}" for k, old, new in ops])
-            res = await self._call(self._cas_packed(keys=[self.k_changes],
-                                                    args=[CHANGES_MAXLEN, change, self.buckets, self.prefix, packed]))
+            res = await self._call(self._cas_packed(
+                keys=[self.k_changes], args=[changes_maxlen(change), change, self.buckets, self.prefix, packed]))
             return [int(i) for i in res]
         locs = [self._locate(k) for k, _, _ in ops]
         # Cluster: buckets live in different slots, so compare then set per op (not atomic across ops).
@@ -257,8 +269,12 @@ class RedisStore(Store):
                 pipe.hdel(b, f) if new is None else pipe.hset(b, f, new)
         if len(bad) < len(ops):
             await self._call(pipe.execute())
-            await self._call(self._r.xadd(self.k_changes, {"k": change}, maxlen=CHANGES_MAXLEN, approximate=True))
+            await self._publish(change)
         return failed
+
+    async def _publish(self, change: str) -> None:
+        """Append a change entry (the scripts of a single node append theirs themselves)."""
+        await self._call(self._r.xadd(self.k_changes, {"k": change}, maxlen=changes_maxlen(change), approximate=True))
 
     async def add_new_values(self, keys: Sequence[str], values: Sequence[str], *,
                              after: Awaitable[object] | None = None) -> list[int]:
@@ -279,7 +295,7 @@ class RedisStore(Store):
             done = await self._call(pipe.execute())
             failed = [i for i, ok in enumerate(done) if not ok]
             if len(failed) < len(keys):
-                await self._call(self._r.xadd(self.k_changes, {"k": change}, maxlen=CHANGES_MAXLEN, approximate=True))
+                await self._publish(change)
             return failed
         lines = []
         prefix = f"{self.prefix}:i"
@@ -290,7 +306,7 @@ class RedisStore(Store):
         if after is not None:
             await after
         res = await self._call(self._add_new(keys=[self.k_changes],
-                                             args=[CHANGES_MAXLEN, change, packed]))
+                                             args=[changes_maxlen(change), change, packed]))
         return [int(i) for i in res]
 
     async def _read_rules(self) -> dict[str, str]:

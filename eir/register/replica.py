@@ -17,9 +17,11 @@ How it stays exact (the same change feed that keeps the cache coherent, ``Store.
    (:meth:`put_many`, unless another invalidation happened while it was in flight) and the checker also
    refreshes unsure keys in the background.
 3. "Anything may have changed" (a resync, a write of more keys than a change entry names) drops the
-   replica; it works as the bounded cache it extends until a new load completes. While the feed is
-   interrupted the checker does not use it; a feed that resumes replays what changed meanwhile (as in 2.),
-   one that cannot resyncs (as here).
+   replica; it works as the bounded cache it extends until a new load completes. So does a change that
+   leaves more held and unsure keys than ``max_entries`` (the register may have outgrown it). An import
+   names the IMEIs of each chunk (``store.CHANGE_KEYS_MAX``), so it leaves the replica in place with those
+   IMEIs unsure. While the feed is interrupted the checker does not use it; a feed that resumes replays
+   what changed meanwhile (as in 2.), one that cannot resyncs (as here).
 
 Until the first load completes, and whenever the register holds more than ``max_entries`` IMEI-level
 values, this is exactly an :class:`EntryCache`.
@@ -124,6 +126,11 @@ class ReplicaCache(EntryCache):
                 full.pop(k, None)
             self._unsure.update(keys)
             self._unsettled.difference_update(keys)
+            if len(full) + len(self._unsure) > self.max_entries:
+                # The register may have outgrown the replica (an import of new IMEIs), and the unsure keys
+                # would grow without bound: drop it; a load settles whether it still fits.
+                self.invalidate(None)
+                return
         if load is not None:
             for k in keys:
                 load.data.pop(k, None)

@@ -50,7 +50,7 @@ START_SYNC_SECONDS = 2.0
 STOP_SECONDS = 2.0
 #: How often unsure keys of the replica (changed since it was loaded) are fetched, and how many at a time.
 REFRESH_SECONDS = 0.1
-REFRESH_BATCH = 500
+REFRESH_BATCH = 2_000
 
 
 class EquipmentChecker:
@@ -224,6 +224,11 @@ class EquipmentChecker:
                 except StoreUnavailable:
                     return
 
+    @property
+    def replica_complete(self) -> bool:
+        """True while this checker holds a complete replica of the register (``replica_max_entries``)."""
+        return self.replica is not None and self.replica.complete
+
     def _apply(self, change: Change) -> None:
         self.changes_seen += 1
         if change.lost:  # kept, not trusted: the feed resumes (and replays what changed meanwhile) or resyncs
@@ -231,7 +236,10 @@ class EquipmentChecker:
                 log.warning("register change feed lost; cache not used until it resumes or resyncs")
             self._synced = False
         else:
+            complete = self.replica_complete
             self.cache.invalidate(change.keys)
+            if complete and change.keys is not None and not self.replica_complete:
+                self._resynced.set()  # dropped as too small for what the register may now hold: load again
 
     # ---- decisions ---------------------------------------------------------------------------
     def _index(self, now: float) -> RuleIndex | None:

@@ -127,8 +127,11 @@ def _split_ident(ident: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) > 2 else None
 
 
-#: A change entry lists the changed IMEI keys up to this many; beyond, it says "*" (everything changed).
-CHANGE_KEYS_MAX = 1000
+#: A change entry lists the changed IMEI keys up to this many; beyond, it says "*" (everything changed). As many
+#: as an import chunk holds (``importer.IMPORT_CHUNK``): an import then invalidates the IMEIs it wrote, not
+#: every cached value and every replica of the register (which then reloaded after each chunk). Such an entry
+#: is up to 75 KB; the Redis store keeps fewer of them (``redis_store.CHANGES_MAXLEN_BULK``).
+CHANGE_KEYS_MAX = 5_000
 
 
 def change_of(keys: Sequence[str]) -> str:

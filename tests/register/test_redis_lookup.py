@@ -11,9 +11,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from eir.register.codec import bucket_of
+from eir.register.importer import IMPORT_CHUNK
 from eir.register.model import Entry, Status
-from eir.register.redis_store import RedisStore
-from eir.register.store import StoreUnavailable
+from eir.register.redis_store import (
+    BULK_CHANGE_KEYS,
+    CHANGES_MAXLEN,
+    CHANGES_MAXLEN_BULK,
+    WATCH_COUNT,
+    RedisStore,
+    changes_maxlen,
+)
+from eir.register.store import CHANGE_KEYS_MAX, StoreUnavailable, change_of
 from tests.register.conftest import unique_prefix
 from tests.support.servers import RedisServer, start_redis
 
@@ -182,11 +190,11 @@ async def test_a_reader_that_fell_behind_a_trimmed_change_stream_resyncs(redis_s
         await _listed(store, _keys(1))  # the stream holds an entry older than where the reader starts
         first = await feed.__anext__()
         assert first.keys is None and first.rules  # the initial resync
-        # 1500 changes that the reader has not read yet, none trimmed: a full batch of keys, no resync
-        for i in range(1500):
+        # WATCH_COUNT + 500 changes that the reader has not read yet, none trimmed: a full batch, no resync
+        for i in range(WATCH_COUNT + 500):
             await raw.xadd(store.k_changes, {"k": f"{i:014d}"})
         change = await feed.__anext__()
-        assert change.keys is not None and len(change.keys) == 1000
+        assert change.keys is not None and len(change.keys) == WATCH_COUNT
         # 3000 more, then the stream is cut to its last 1000: the reader lost 2500 changes it never read
         for i in range(3000):
             await raw.xadd(store.k_changes, {"k": f"{10_000 + i:014d}"})
@@ -195,6 +203,36 @@ async def test_a_reader_that_fell_behind_a_trimmed_change_stream_resyncs(redis_s
         assert change.keys is None and change.rules, "changes were lost: everything must be invalidated"
     finally:
         await feed.aclose()
+        await raw.delete(store.k_changes)
+        await raw.aclose()
+        await store.flush_prefix()
+        await store.close()
+
+
+@pytest.mark.parametrize("cluster_like", [False, True], ids=["script", "client-xadd"])
+async def test_import_chunks_name_their_keys_and_keep_the_change_stream_short(redis_server: RedisServer,
+                                                                               cluster_like: bool) -> None:
+    """An import chunk's change entry names its IMEIs (up to CHANGE_KEYS_MAX, so followers invalidate only
+    those); such a bulk entry caps the stream at CHANGES_MAXLEN_BULK entries, however many small ones it held."""
+    store = RedisStore(f"{redis_server.url}?prefix={unique_prefix()}&buckets=1024")
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await store.ping()
+        store.cluster = cluster_like  # the cluster's path: HSETNX pipelined, the entry appended by the client
+        for i in range(CHANGES_MAXLEN_BULK + 300):
+            await raw.xadd(store.k_changes, {"k": f"{i:014d}"})
+        keys = _keys(BULK_CHANGE_KEYS + 200)
+        assert await store.add_new_values(keys, ["1"] * len(keys)) == []
+        entries = await raw.xrevrange(store.k_changes, count=1)
+        assert set(entries[0][1][b"k"].decode().split(",")) == set(keys)
+        # approximate trimming drops whole stream nodes (of up to 100 small entries): at most one node more
+        assert 1 <= await raw.xlen(store.k_changes) <= CHANGES_MAXLEN_BULK + 100
+        assert changes_maxlen(",".join(keys[:10])) == CHANGES_MAXLEN
+        assert changes_maxlen(",".join(_keys(CHANGE_KEYS_MAX + 1))) == CHANGES_MAXLEN_BULK
+        assert change_of(_keys(CHANGE_KEYS_MAX)) != "*" and change_of(_keys(CHANGE_KEYS_MAX + 1)) == "*"
+        assert IMPORT_CHUNK <= CHANGE_KEYS_MAX  # an import chunk's entry always names its keys
+    finally:
+        store.cluster = False
         await raw.delete(store.k_changes)
         await raw.aclose()
         await store.flush_prefix()

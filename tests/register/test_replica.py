@@ -22,7 +22,7 @@ from eir.register.model import Entry, Status
 from eir.register.redis_store import RedisStore
 from eir.register.replica import ReplicaCache, ReplicaLoad
 from eir.register.service import EquipmentChecker
-from eir.register.store import Store, StoreUnavailable
+from eir.register.store import CHANGE_KEYS_MAX, Store, StoreUnavailable
 from tests.register.conftest import unique_prefix
 from tests.register.test_service import CountingStore, eventually
 from tests.support.servers import RedisServer, start_redis
@@ -218,13 +218,44 @@ async def test_replica_follows_another_writer(redis_store: RedisStore) -> None:
             await eventually(lambda: (v := checker.verdict_cached(K2)) is not None and v.outcome is Outcome.GREY)
             await eventually(lambda: (v := checker.verdict_cached(K1)) is not None and v.outcome is Outcome.UNKNOWN)
             assert checker.replica is not None and checker.replica.complete and checker.replica.unsure_count == 0
-            # an import writing more keys than a change entry names: the replica loads again
+            # an import chunk (its IMEIs named by one change entry): no new load, the IMEIs it wrote are unsure
+            # until the background refresh has fetched them
             loads = checker.replica.loads
             await writer.put_many([Entry.imei(f"{36_000_000_000_000 + i:014d}", Status.BLACK) for i in range(1500)])
-            await eventually(lambda: checker.replica is not None and checker.replica.loads > loads, timeout=10)
+            await eventually(lambda: checker.replica is not None and checker.replica.unsure_count > 0)
+            await eventually(lambda: checker.replica is not None and checker.replica.unsure_count == 0)
+            assert checker.replica.complete and checker.replica.loads == loads and len(checker.replica) == 1501
             assert checker.verdict_cached("36000000000777").outcome is Outcome.BLACK  # type: ignore[union-attr]
+            # a write of more IMEIs than a change entry names ("*"): the replica loads again
+            await writer.put_many([Entry.imei(f"{37_000_000_000_000 + i:014d}", Status.GREY)
+                                   for i in range(CHANGE_KEYS_MAX + 1)])
+            await eventually(lambda: checker.replica is not None and checker.replica.loads > loads, timeout=10)
+            await until_complete(checker)
+            assert len(checker.replica) == 1501 + CHANGE_KEYS_MAX + 1
+            assert checker.verdict_cached("37000000000777").outcome is Outcome.GREY  # type: ignore[union-attr]
     finally:
         await writer.close()
+
+
+async def test_an_import_that_outgrows_the_replica_drops_it(redis_store: RedisStore,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Held plus unsure IMEIs beyond ``replica_max_entries``: the register may no longer fit, so the replica is
+    dropped and loaded again, which finds it too big (the bounded cache then answers, exactly)."""
+    await redis_store.put_many([Entry.imei(f"{35_000_000_000_000 + i:014d}", Status.BLACK) for i in range(50)])
+    async with EquipmentChecker(redis_store, replica_max_entries=100) as checker:
+        await until_complete(checker)
+        assert checker.replica is not None and checker.replica.loads == 1
+        new = [Entry.imei(f"{36_000_000_000_000 + i:014d}", Status.GREY) for i in range(60)]
+        await redis_store.put_many(new[:40])  # 50 held + 40 unsure: still room
+        await eventually(lambda: checker.replica is not None and checker.replica.unsure_count == 0)
+        assert checker.replica.complete and checker.replica.loads == 1
+        await redis_store.put_many(new[40:])  # 90 held + 20 unsure > 100
+        await eventually(lambda: checker.replica is not None and not checker.replica.complete)
+        checks = [(e.key, None, None, None) for e in new[::7]]
+        assert [v.outcome for v in await checker.verdicts(checks)] == [Outcome.GREY] * len(checks)
+        # the load it started finds the register too big (110 > 100): the bounded cache goes on answering
+        await eventually(lambda: "more than 100 IMEI-level entries" in caplog.text)
+        assert not checker.replica.complete and checker.replica.loads == 1
 
 
 async def test_a_load_interrupted_by_the_store_is_tried_again() -> None:
