@@ -29,7 +29,7 @@ values, this is exactly an :class:`EntryCache`.
 
 from __future__ import annotations
 
-import itertools
+from collections import deque
 from collections.abc import Iterable
 
 from eir.register.cache import EntryCache
@@ -58,6 +58,9 @@ class ReplicaCache(EntryCache):
         self._full: dict[str, str] | None = None
         self._unsure: set[str] = set()
         self._unsettled: set[str] = set()
+        #: Unsure keys in the order they became unsure, for :meth:`take_unsure` (may repeat a key, or hold one
+        #: settled since: skipped when taken).
+        self._queue: deque[str] = deque()
         self._load: ReplicaLoad | None = None
         #: Plain-entry values are a few hundred distinct integers: one string object each.
         self._values: dict[str, str] = {}
@@ -72,9 +75,29 @@ class ReplicaCache(EntryCache):
     def unsure_count(self) -> int:
         return len(self._unsure)
 
-    def some_unsure(self, n: int) -> list[str]:
-        """Up to ``n`` unsure keys to fetch in the background (not those whose value cannot be decoded)."""
-        return list(itertools.islice((k for k in self._unsure if k not in self._unsettled), n))
+    @property
+    def refresh_pending(self) -> bool:
+        """Unsure keys wait to be taken by :meth:`take_unsure` (possibly only settled ones, skipped then)."""
+        return bool(self._queue)
+
+    def take_unsure(self, n: int) -> list[str]:
+        """Up to ``n`` unsure keys to fetch in the background, oldest first (not those whose value cannot be
+        decoded); give back with :meth:`requeue` those the fetch did not settle.
+
+        A queue beside the set: iterating a set from which most keys have been settled (removed) walks its
+        whole table for the few left, and did so ten times a second while an import's 500k IMEIs settled."""
+        out: list[str] = []
+        queue, unsure, unsettled = self._queue, self._unsure, self._unsettled
+        while queue and len(out) < n:
+            k = queue.popleft()
+            if k in unsure and k not in unsettled:
+                out.append(k)
+        return out
+
+    def requeue(self, keys: Iterable[str]) -> None:
+        """Keys taken by :meth:`take_unsure` that are still unsure: fetched again later."""
+        unsure, unsettled = self._unsure, self._unsettled
+        self._queue.extend(k for k in keys if k in unsure and k not in unsettled)
 
     def unsettled(self, key: str) -> None:
         """``key``'s stored value cannot be decoded: leave it unsure, and to the checks that ask for it."""
@@ -114,7 +137,7 @@ class ReplicaCache(EntryCache):
         if keys is None:
             super().invalidate(None)
             self._full = None
-            self._unsure, self._unsettled = set(), set()
+            self._unsure, self._unsettled, self._queue = set(), set(), deque()
             if self._load is not None:
                 self._load.aborted = True
             return
@@ -126,6 +149,7 @@ class ReplicaCache(EntryCache):
                 full.pop(k, None)
             self._unsure.update(keys)
             self._unsettled.difference_update(keys)
+            self._queue.extend(keys)
             if len(full) + len(self._unsure) > self.max_entries:
                 # The register may have outgrown the replica (an import of new IMEIs), and the unsure keys
                 # would grow without bound: drop it; a load settles whether it still fits.
@@ -167,6 +191,7 @@ class ReplicaCache(EntryCache):
         self._full = load.data
         self._unsure = load.unsure
         self._unsettled = set()
+        self._queue = deque(load.unsure)
         self._data.clear()  # the bounded cache's values are covered by the replica
         self.loads += 1
         return True

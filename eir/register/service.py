@@ -48,9 +48,14 @@ log = logging.getLogger(__name__)
 AUDIT_BUFFER_MAX = 100_000
 START_SYNC_SECONDS = 2.0
 STOP_SECONDS = 2.0
-#: How often unsure keys of the replica (changed since it was loaded) are fetched, and how many at a time.
-REFRESH_SECONDS = 0.1
-REFRESH_BATCH = 2_000
+#: How often unsure keys of the replica (changed since it was loaded) are fetched, and how many at a time: 20k
+#: a second, in batches small enough (a fraction of a millisecond of the loop) not to show much in the latency
+#: of the requests answered meanwhile (a batch of 2,000 every 0.1 s put the p99 at 4-6 ms at 20k requests/s
+#: while an import's 500k IMEIs settled; 500 every 25 ms, at about 2 ms). With nothing to fetch, the task
+#: looks every IDLE_SECONDS.
+REFRESH_SECONDS = 0.005
+REFRESH_BATCH = 100
+IDLE_SECONDS = 0.1
 
 
 class EquipmentChecker:
@@ -174,15 +179,16 @@ class EquipmentChecker:
     async def _replicate(self, replica: ReplicaCache) -> None:
         """Load the replica at each resync of the feed, and fetch its unsure keys in the meantime."""
         while not self._stopping:
+            pause = REFRESH_SECONDS if replica.complete and replica.refresh_pending else IDLE_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resynced.wait(), REFRESH_SECONDS)
+                await asyncio.wait_for(self._resynced.wait(), pause)
             if not self._synced:  # the feed is interrupted: nothing can be loaded or trusted until it is back
-                await asyncio.sleep(REFRESH_SECONDS)
+                await asyncio.sleep(IDLE_SECONDS)
             elif self._resynced.is_set():
                 self._resynced.clear()
                 if not await self._load_replica(replica):
                     self._resynced.set()  # interrupted: load again once the store answers (the feed may resume)
-                    await asyncio.sleep(REFRESH_SECONDS)
+                    await asyncio.sleep(IDLE_SECONDS)
             elif replica.complete:
                 await self._refresh_unsure(replica)
 
@@ -208,13 +214,13 @@ class EquipmentChecker:
 
     async def _refresh_unsure(self, replica: ReplicaCache) -> None:
         """Fetch keys changed since the replica was loaded, so that the next checks of them need no store."""
-        keys = replica.some_unsure(REFRESH_BATCH)
+        keys = replica.take_unsure(REFRESH_BATCH)
         if not keys:
             return
         try:
             await self._fetch(keys)
         except StoreUnavailable:
-            return
+            pass
         except EntryError:  # a corrupt value among them: settle the others; checks of it report it
             for k in keys:
                 try:
@@ -222,7 +228,9 @@ class EquipmentChecker:
                 except EntryError:
                     replica.unsettled(k)
                 except StoreUnavailable:
-                    return
+                    break
+        finally:
+            replica.requeue(keys)  # not settled (an invalidation while in flight, the store down): later
 
     @property
     def replica_complete(self) -> bool:

@@ -55,11 +55,14 @@ def test_a_completed_load_answers_every_key() -> None:
     assert r.get(K1) == "7"
     assert r.get("35000000000000") == ""  # not in the replica: not listed, no round trip
     assert r.get(K2) is None and r.get(K3) is None  # unsure: asked of the store
-    assert r.unsure_count == 2 and sorted(r.some_unsure(10)) == sorted([K2, K3])
+    assert r.unsure_count == 2 and sorted(r.take_unsure(10)) == sorted([K2, K3]) and r.take_unsure(10) == []
+    r.requeue([K2, K3])  # not settled by that fetch: taken again
+    assert sorted(r.take_unsure(1) + r.take_unsure(10)) == sorted([K2, K3])
     r.put_many([(K2, "9"), (K1, "8")], r.epoch)  # K2 settled; K1 was not unsure, the replica's value stays
     assert r.get(K2) == "9" and r.get(K1) == "7"
     r.unsettled(K3)
-    assert r.some_unsure(10) == []
+    r.requeue([K2, K3])  # K2 settled, K3 left to the checks that ask for it: neither comes back
+    assert r.take_unsure(10) == [] and r.unsure_count == 1
     stale = r.epoch
     r.invalidate([K1])
     r.put_many([(K1, "5")], stale)  # fetched before that invalidation: stays unsure
