@@ -34,7 +34,7 @@ from redis.backoff import NoBackoff
 from eir.register.audit import AUDIT_FIELDS, AuditRecord
 from eir.register.codec import bucket_of, key_of
 from eir.register.redis_lookup import LOOKUP_PACKED, LookupChannel, unpack_values
-from eir.register.store import Change, Store, StoreConfigError, StoreUnavailable, change_of
+from eir.register.store import CHANGE_KEYS_MAX, Change, Store, StoreConfigError, StoreUnavailable, change_of
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
 
@@ -413,7 +413,7 @@ class RedisStore(Store):
                 keys: set[str] = set()
                 rules = False
                 everything = False
-                for mid, fields in items:
+                for i, (mid, fields) in enumerate(items):
                     last = mid.decode()
                     k = fields.get(b"k", b"").decode()
                     if k == "#rules":
@@ -422,6 +422,11 @@ class RedisStore(Store):
                         everything = True
                     elif k:
                         keys.update(k.split(","))
+                    if len(keys) >= CHANGE_KEYS_MAX and not gap and not everything and i < len(items) - 1:
+                        # An import's entries, read together: one change each, not one of 500k keys (applying
+                        # that held the loop for 100 ms; the follower yields between changes).
+                        yield Change(frozenset(keys), rules=rules)
+                        keys, rules = set(), False
                 if gap:
                     everything = rules = True
                 yield Change(None if everything else frozenset(keys), rules=rules)

@@ -36,6 +36,19 @@ from eir.register.cache import EntryCache
 
 __all__ = ["ReplicaCache", "ReplicaLoad"]
 
+#: The replica's values are spread over this many dicts, by the key's hash. A dict of a million keys that grows
+#: past its next size copies itself whole in one step, and every request waits meanwhile: measured 42 ms for
+#: one insert at 1.4M keys, and a 122 ms stall of ``eir serve`` at 20k requests/s as an import's 500k IMEIs
+#: settled into a replica of 1M. A 64th of that is under 2 ms.
+_SEGMENTS = 64
+_MASK = _SEGMENTS - 1
+#: Keys to values, as :data:`_SEGMENTS` dicts.
+Values = list[dict[str, str]]
+
+
+def _segments() -> Values:
+    return [{} for _ in range(_SEGMENTS)]
+
 
 class ReplicaLoad:
     """One load in progress: values read so far and keys invalidated since it began."""
@@ -43,7 +56,7 @@ class ReplicaLoad:
     __slots__ = ("aborted", "data", "too_big", "unsure")
 
     def __init__(self) -> None:
-        self.data: dict[str, str] = {}
+        self.data: Values = _segments()
         self.unsure: set[str] = set()
         self.aborted = False
         self.too_big = False
@@ -55,7 +68,7 @@ class ReplicaCache(EntryCache):
     def __init__(self, max_size: int = 100_000, max_entries: int = 5_000_000) -> None:
         super().__init__(max_size)
         self.max_entries = max_entries
-        self._full: dict[str, str] | None = None
+        self._full: Values | None = None
         self._unsure: set[str] = set()
         self._unsettled: set[str] = set()
         #: Unsure keys in the order they became unsure, for :meth:`take_unsure` (may repeat a key, or hold one
@@ -108,7 +121,7 @@ class ReplicaCache(EntryCache):
         full = self._full
         if full is None:
             return super().get(key)
-        v = full.get(key)
+        v = full[hash(key) & _MASK].get(key)
         if v is None:
             if key in self._unsure:
                 self.misses += 1
@@ -129,9 +142,9 @@ class ReplicaCache(EntryCache):
             if k in unsure:
                 unsure.discard(k)
                 if v:
-                    full[k] = share(v, v)
+                    full[hash(k) & _MASK][k] = share(v, v)
                 else:
-                    full.pop(k, None)
+                    full[hash(k) & _MASK].pop(k, None)
 
     def invalidate(self, keys: Iterable[str] | None) -> None:
         if keys is None:
@@ -146,18 +159,19 @@ class ReplicaCache(EntryCache):
         full, load = self._full, self._load
         if full is not None:
             for k in keys:
-                full.pop(k, None)
+                full[hash(k) & _MASK].pop(k, None)
             self._unsure.update(keys)
             self._unsettled.difference_update(keys)
             self._queue.extend(keys)
-            if len(full) + len(self._unsure) > self.max_entries:
+            if sum(map(len, full)) + len(self._unsure) > self.max_entries:
                 # The register may have outgrown the replica (an import of new IMEIs), and the unsure keys
                 # would grow without bound: drop it; a load settles whether it still fits.
                 self.invalidate(None)
                 return
         if load is not None:
+            data = load.data
             for k in keys:
-                load.data.pop(k, None)
+                data[hash(k) & _MASK].pop(k, None)
             load.unsure.update(keys)
 
     # ---- loading -------------------------------------------------------------------------------
@@ -178,10 +192,10 @@ class ReplicaCache(EntryCache):
             if v is None:
                 unsure.add(k)
             elif k not in unsure:
-                data[k] = share(v, v)
-        if len(data) > self.max_entries:
+                data[hash(k) & _MASK][k] = share(v, v)
+        if sum(map(len, data)) > self.max_entries:
             load.aborted = load.too_big = True
-            load.data = {}
+            load.data = _segments()
 
     def finish_load(self, load: ReplicaLoad) -> bool:
         """Make a completed load the replica; False if it was abandoned meanwhile (or too big)."""
@@ -198,4 +212,4 @@ class ReplicaCache(EntryCache):
 
     def __len__(self) -> int:
         full = self._full
-        return super().__len__() if full is None else len(full)
+        return super().__len__() if full is None else sum(map(len, full))

@@ -56,6 +56,8 @@ STOP_SECONDS = 2.0
 REFRESH_SECONDS = 0.005
 REFRESH_BATCH = 100
 IDLE_SECONDS = 0.1
+#: A change of more IMEIs than this (an import's chunk) is followed by a pass of the event loop.
+BIG_CHANGE = 1_000
 
 
 class EquipmentChecker:
@@ -160,6 +162,8 @@ class EquipmentChecker:
                     self._synced = True
                     continue
                 self._apply(change)
+                if change.keys is not None and len(change.keys) > BIG_CHANGE:
+                    await asyncio.sleep(0)  # an import's chunk: let the requests that arrived meanwhile through
                 if change.lost:
                     continue
                 if change.rules:

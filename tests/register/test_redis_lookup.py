@@ -237,3 +237,29 @@ async def test_import_chunks_name_their_keys_and_keep_the_change_stream_short(re
         await raw.aclose()
         await store.flush_prefix()
         await store.close()
+
+
+async def test_import_entries_read_together_are_followed_one_change_each(redis_server: RedisServer) -> None:
+    """Entries of an import read in one XREAD are yielded as a change each (the follower yields the loop
+    between them), not merged into one change of every key."""
+    store = RedisStore(f"{redis_server.url}?prefix={unique_prefix()}&buckets=64")
+    raw = aioredis.Redis.from_url(redis_server.url)
+    feed = store.watch()
+    try:
+        first = await feed.__anext__()
+        assert first.keys is None  # the initial resync
+        chunks = [_keys(CHANGE_KEYS_MAX, seed=s) for s in (1, 2, 3)]
+        for chunk in chunks:
+            await raw.xadd(store.k_changes, {"k": ",".join(chunk)})
+        got = []
+        while sum(map(len, got)) < 3 * CHANGE_KEYS_MAX:
+            change = await feed.__anext__()
+            assert change.keys is not None
+            if change.keys:
+                got.append(change.keys)
+        assert got == [frozenset(c) for c in chunks]
+    finally:
+        await feed.aclose()
+        await raw.delete(store.k_changes)
+        await raw.aclose()
+        await store.close()
