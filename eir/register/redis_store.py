@@ -34,17 +34,24 @@ from redis.backoff import NoBackoff
 from eir.register.audit import AUDIT_FIELDS, AuditRecord
 from eir.register.codec import bucket_of, key_of
 from eir.register.redis_lookup import LOOKUP_PACKED, LookupChannel, unpack_values
-from eir.register.store import CHANGE_KEYS_MAX, Change, Store, StoreConfigError, StoreUnavailable, change_of
+from eir.register.store import (
+    BULK_CHANGE_KEYS,
+    CHANGE_KEYS_MAX,
+    Change,
+    Store,
+    StoreConfigError,
+    StoreUnavailable,
+    change_of,
+)
 
 __all__ = ["DEFAULT_BUCKETS", "RedisStore"]
 
 DEFAULT_BUCKETS = 1 << 18
 CHANGES_MAXLEN = 100_000
-#: A change entry naming more than BULK_CHANGE_KEYS IMEIs (an import chunk's: up to ``CHANGE_KEYS_MAX``,
-#: 75 KB) caps the stream at CHANGES_MAXLEN_BULK entries instead, so that the stream stays under about 15 MB
-#: however much is imported. A reader that falls that far behind during an import resyncs, as any reader
-#: that the cap overtakes (:meth:`RedisStore._trimmed_after`).
-BULK_CHANGE_KEYS = 1_000
+#: A bulk change entry (more than ``store.BULK_CHANGE_KEYS`` IMEIs, an import chunk's: up to
+#: ``CHANGE_KEYS_MAX``, 75 KB) caps the stream at CHANGES_MAXLEN_BULK entries instead, so that the stream stays
+#: under about 15 MB however much is imported. A reader that falls that far behind during an import resyncs,
+#: as any reader that the cap overtakes (:meth:`RedisStore._trimmed_after`).
 CHANGES_MAXLEN_BULK = 200
 WATCH_BLOCK_MS = 300
 #: Entries per XREAD: a reply is at most WATCH_COUNT bulk entries (7.5 MB).

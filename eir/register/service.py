@@ -30,7 +30,7 @@ from eir.register.model import Entry, EntryError
 from eir.register.policy import PLAIN_VERDICTS, UNAVAILABLE, Policy, decide, unavailable
 from eir.register.replica import ReplicaCache
 from eir.register.rules import RuleIndex
-from eir.register.store import Change, Store, StoreUnavailable
+from eir.register.store import BULK_CHANGE_KEYS, Change, Store, StoreUnavailable
 
 __all__ = ["Check", "CheckRequest", "Decision", "EquipmentChecker", "Outcome", "Policy", "Verdict"]
 
@@ -56,8 +56,6 @@ STOP_SECONDS = 2.0
 REFRESH_SECONDS = 0.005
 REFRESH_BATCH = 100
 IDLE_SECONDS = 0.1
-#: A change of more IMEIs than this (an import's chunk) is followed by a pass of the event loop.
-BIG_CHANGE = 1_000
 
 
 class EquipmentChecker:
@@ -162,7 +160,7 @@ class EquipmentChecker:
                     self._synced = True
                     continue
                 self._apply(change)
-                if change.keys is not None and len(change.keys) > BIG_CHANGE:
+                if change.keys is not None and len(change.keys) > BULK_CHANGE_KEYS:
                     await asyncio.sleep(0)  # an import's chunk: let the requests that arrived meanwhile through
                 if change.lost:
                     continue

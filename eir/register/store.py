@@ -132,6 +132,9 @@ def _split_ident(ident: str) -> tuple[str, str, str | None]:
 #: every cached value and every replica of the register (which then reloaded after each chunk). Such an entry
 #: is up to 75 KB; the Redis store keeps fewer of them (``redis_store.CHANGES_MAXLEN_BULK``).
 CHANGE_KEYS_MAX = 5_000
+#: A change naming more IMEIs than this is a bulk change (an import's chunk): the Redis store caps its stream
+#: shorter after one, and a follower passes the event loop after applying one.
+BULK_CHANGE_KEYS = 1_000
 
 
 def change_of(keys: Sequence[str]) -> str:

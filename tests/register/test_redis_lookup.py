@@ -14,14 +14,13 @@ from eir.register.codec import bucket_of
 from eir.register.importer import IMPORT_CHUNK
 from eir.register.model import Entry, Status
 from eir.register.redis_store import (
-    BULK_CHANGE_KEYS,
     CHANGES_MAXLEN,
     CHANGES_MAXLEN_BULK,
     WATCH_COUNT,
     RedisStore,
     changes_maxlen,
 )
-from eir.register.store import CHANGE_KEYS_MAX, StoreUnavailable, change_of
+from eir.register.store import BULK_CHANGE_KEYS, CHANGE_KEYS_MAX, StoreUnavailable, change_of
 from tests.register.conftest import unique_prefix
 from tests.support.servers import RedisServer, start_redis
 
