@@ -16,7 +16,6 @@ importer) shares the machine's cores.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
@@ -26,21 +25,15 @@ import time
 from pathlib import Path
 
 from bench.register_common import generate_csv, import_register, machine, private_redis
-from bench.s13_server import cpu_seconds, wait_for_replica
+from bench.s13_server import cpu_seconds, eir_serve, serving
 from testbed.loadgen import LoadConfig, run_load
-from tests.support.servers import free_port, stop_process, wait_port
 
 BIN = Path(sys.executable).parent
 
 
 def run(name: str, replica: bool, store_url: str, more: Path, devices: tuple[tuple[str, str, str, str, str], ...],
         args: argparse.Namespace) -> None:
-    port, admin = free_port(), free_port()
-    cmd = [str(BIN / "eir"), "serve", "--log-level", "warning", "--origin-realm", "localdomain", "--store",
-           store_url, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
-    if replica:
-        cmd += ["--replica-max-entries", str(2 * (args.entries + args.import_rows))]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": os.getcwd()}, stdout=subprocess.DEVNULL)
+    cmd = eir_serve(store_url, 2 * (args.entries + args.import_rows) if replica else 0)
     importer: list[str] = []
 
     def do_import() -> None:
@@ -49,21 +42,15 @@ def run(name: str, replica: bool, store_url: str, more: Path, devices: tuple[tup
                         "--force"], check=True, stdout=subprocess.DEVNULL)
         importer.append(f"{time.perf_counter() - start:.1f} s")
 
-    try:
-        wait_port(port, proc, 60)
-        wait_port(admin, proc, 60)
-        if replica:
-            wait_for_replica(admin, proc)
+    with serving(name, cmd) as served:
         timer = threading.Timer(args.at, do_import)
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds(served.proc.pid)
         timer.start()
-        res = run_load(LoadConfig("127.0.0.1", port, args.rate, args.duration,
+        res = run_load(LoadConfig("127.0.0.1", served.port, args.rate, args.duration,
                                   max_requests=int(args.rate * args.duration), workers=1, mmes=1, devices=devices,
                                   timeout=5.0, max_in_flight=20_000))
         timer.join()
-        cpu = cpu_seconds(proc.pid) - cpu0
-    finally:
-        stop_process(proc, 20)
+        cpu = cpu_seconds(served.proc.pid) - cpu0
     summary = res.to_json()
     lat = summary["latency_ms"]
     print(f"\n## {name}: import of {args.import_rows:,} rows started {args.at:g} s into the load, took "

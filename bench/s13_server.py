@@ -31,6 +31,7 @@ EIR's saturation as a share of the responder's and a multiple of the naive EIR's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -40,7 +41,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -225,12 +228,10 @@ def main() -> None:
         rnd = random.Random(7)
         sample = rnd.sample(keys, min(len(keys), args.population or len(keys)))
         devices = tuple((str(k), "01", "", "", "listed") for k in sample)
-        eir = [str(BIN / "eir"), "serve", "--log-level", "warning", "--origin-realm", "localdomain", "--store"]
         known = {
-            "eir-tcp": ("eir serve (Redis TCP, 1 worker)", [*eir, rs.url]),
-            "eir-unix": ("eir serve (Redis unix socket, 1 worker)", [*eir, rs.unix_url]),
-            "eir-replica": ("eir serve (Redis TCP + replica, 1 worker)",
-                            [*eir, rs.url, "--replica-max-entries", str(max(1, 2 * args.entries))]),
+            "eir-tcp": ("eir serve (Redis TCP, 1 worker)", eir_serve(rs.url)),
+            "eir-unix": ("eir serve (Redis unix socket, 1 worker)", eir_serve(rs.unix_url)),
+            "eir-replica": ("eir serve (Redis TCP + replica, 1 worker)", eir_serve(rs.url, max(1, 2 * args.entries))),
             "responder": ("fixed-answer responder", [str(BIN / "eir"), "testbed", "responder", "--status", "black"]),
         }
         servers = [known[k] for k in SERVERS if k in args.servers and k in known]
@@ -253,10 +254,27 @@ def main() -> None:
         print_ratios(saturation)
 
 
-def serve_and_measure(name: str, cmd: list[str], runs: list[tuple[str, float, float]],
-                      devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
-                      redis_pid: int) -> Saturation | None:
-    """Start one server process, measure ``runs`` on it, stop it; answer its saturation figure if measured."""
+class Served(NamedTuple):
+    """A server process started by :func:`serving`."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    #: The admin port of an ``eir serve`` (its /metrics), else None.
+    admin: int | None
+    #: For an EIR with a replica: the seconds it took to load, waited for before anything is measured.
+    replica_seconds: float | None
+
+
+def eir_serve(store_url: str, replica_max_entries: int = 0) -> list[str]:
+    """The command line of one bench ``eir serve`` worker, without its listening flags (:func:`serving`)."""
+    cmd = [str(BIN / "eir"), "serve", "--log-level", "warning", "--origin-realm", "localdomain", "--store", store_url]
+    return [*cmd, "--replica-max-entries", str(replica_max_entries)] if replica_max_entries else cmd
+
+
+@contextlib.contextmanager
+def serving(name: str, cmd: list[str]) -> Iterator[Served]:
+    """Start server ``name`` (``cmd`` and the listening flags it takes), wait until it answers (and, for a
+    replica, until it is loaded), and stop it by its pid at the end."""
     port = free_port()
     flag = ["--port", str(port)] if "naive" in name else ["--listen", f"127.0.0.1:{port}"]
     admin = free_port() if name.startswith("eir serve") else None
@@ -268,14 +286,21 @@ def serve_and_measure(name: str, cmd: list[str], runs: list[tuple[str, float, fl
         wait_port(port, proc, 60)
         if admin is not None:
             wait_port(admin, proc, 60)
-        if "replica" in name:
-            assert admin is not None
-            print(f"# replica of {args.entries:,} entries loaded in {wait_for_replica(admin, proc):.1f}s "
-                  "(while serving, before the measurement)", flush=True)
-        return measure(name, port, devices, args, runs, admin, (proc.pid, redis_pid))
+        loaded = wait_for_replica(admin, proc) if admin is not None and "replica" in name else None
+        yield Served(proc, port, admin, loaded)
     finally:
         stop_process(proc, 20)
 
+
+def serve_and_measure(name: str, cmd: list[str], runs: list[tuple[str, float, float]],
+                      devices: tuple[tuple[str, str, str, str, str], ...], args: argparse.Namespace,
+                      redis_pid: int) -> Saturation | None:
+    """Start one server process, measure ``runs`` on it, stop it; answer its saturation figure if measured."""
+    with serving(name, cmd) as served:
+        if served.replica_seconds is not None:
+            print(f"# replica of {args.entries:,} entries loaded in {served.replica_seconds:.1f}s "
+                  "(while serving, before the measurement)", flush=True)
+        return measure(name, served.port, devices, args, runs, served.admin, (served.proc.pid, redis_pid))
 
 if __name__ == "__main__":
     main()
