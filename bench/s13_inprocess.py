@@ -106,8 +106,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         assert server.checker is not None
         await server.checker.store.put_many([Entry.imei(imei_key(i, True), Status.BLACK) for i in range(args.count)])
+        replica = server.checker.replica
+        assert replica is not None
         deadline = time.monotonic() + 60
-        while not getattr(server.checker.cache, "complete", False) or server.checker.cache.unsure_count:  # type: ignore[attr-defined]
+        while not replica.complete or replica.unsure_count:
             if time.monotonic() > deadline:
                 raise SystemExit("the replica did not load within 60 s")
             await asyncio.sleep(0.05)
